@@ -1,0 +1,69 @@
+"""Helpers for the book *Training an MLP on MNIST with PyTorch*.
+
+Each helper does a chore the book has already taught in full, so later chapters
+can focus on their own topic. Modules by concern:
+
+* :mod:`mnist_helpers.data`: locate, verify and load MNIST (chapter 1)
+* :mod:`mnist_helpers.model`: the MLP (chapter 2)
+* :mod:`mnist_helpers.training`: the training loop and evaluation (chapter 3)
+* :mod:`mnist_helpers.checkpoints`: atomic, resumable checkpoints (chapter 3)
+* :mod:`mnist_helpers.runtime`: device choice and seeding (chapters 1 and 8)
+* :mod:`mnist_helpers.plots`: figures (chapters 1, 3 and 4)
+"""
+
+from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from .data import (
+    MNIST_FILES,
+    MNIST_MEAN,
+    MNIST_STD,
+    MNISTDataError,
+    TensorLoader,
+    data_dir,
+    ensure_mnist,
+    load_mnist,
+    load_tensors,
+    normalize,
+    raw_dir,
+    train_val_split,
+)
+from .model import MLP
+from .plots import (
+    plot_confusion_matrix,
+    plot_history,
+    show_image_pixels,
+    show_images,
+    show_predictions,
+)
+from .runtime import get_device, seed_everything, seed_worker
+from .training import Evaluation, evaluate, fit, train_epoch
+
+__all__ = [
+    "MLP",
+    "MNIST_FILES",
+    "MNIST_MEAN",
+    "MNIST_STD",
+    "CheckpointError",
+    "Evaluation",
+    "MNISTDataError",
+    "TensorLoader",
+    "data_dir",
+    "ensure_mnist",
+    "evaluate",
+    "fit",
+    "get_device",
+    "load_checkpoint",
+    "load_mnist",
+    "load_tensors",
+    "normalize",
+    "plot_confusion_matrix",
+    "plot_history",
+    "raw_dir",
+    "save_checkpoint",
+    "seed_everything",
+    "seed_worker",
+    "show_image_pixels",
+    "show_images",
+    "show_predictions",
+    "train_epoch",
+    "train_val_split",
+]

@@ -1,0 +1,44 @@
+"""The network of the book: a multi-layer perceptron (built in chapter 2)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["MLP"]
+
+
+class MLP(nn.Module):
+    """784-512-512-10 with ReLU and dropout 0.2 by default: the original architecture.
+
+    ``hidden_sizes`` and ``dropout`` change the shape. The input is a batch of
+    images of any shape whose values per sample number ``in_features`` (e.g.
+    ``(N, 1, 28, 28)`` or ``(N, 784)``); the output is ``(N, num_classes)`` logits.
+    """
+
+    def __init__(
+        self,
+        hidden_sizes: tuple[int, ...] = (512, 512),
+        dropout: float = 0.2,
+        in_features: int = 28 * 28,
+        num_classes: int = 10,
+    ):
+        super().__init__()
+        self.in_features = in_features
+        sizes = [in_features, *hidden_sizes]
+        self.hidden = nn.ModuleList(nn.Linear(n_in, n_out) for n_in, n_out in zip(sizes, sizes[1:]))
+        self.output = nn.Linear(sizes[-1], num_classes)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() < 2 or x[0].numel() != self.in_features:
+            raise ValueError(
+                f"MLP expects a batch of images with {self.in_features} values each, "
+                f"e.g. shape (N, 1, 28, 28) or (N, {self.in_features}); got shape "
+                f"{tuple(x.shape)}. Add a batch dimension with x.unsqueeze(0) for a "
+                "single image."
+            )
+        x = x.flatten(start_dim=1)
+        for layer in self.hidden:
+            x = self.dropout(torch.relu(layer(x)))
+        return self.output(x)

@@ -1,0 +1,154 @@
+"""Figures used across the chapters. Each function returns its matplotlib Figure;
+call ``plt.show()`` after it in a notebook."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+import torch
+from torchvision.utils import make_grid
+
+from .data import MNIST_MEAN, MNIST_STD
+
+__all__ = [
+    "plot_confusion_matrix",
+    "plot_history",
+    "show_image_pixels",
+    "show_images",
+    "show_predictions",
+]
+
+_PAD = 2
+
+
+def _as_images(images: torch.Tensor, normalized: bool) -> torch.Tensor:
+    """``(N, 28, 28)`` or ``(N, 1, 28, 28)``, uint8 or float, to float ``(N, 1, H, W)``
+    in [0, 1] on the CPU."""
+    images = images.detach().cpu()
+    if images.dtype == torch.uint8:
+        images = images.float() / 255
+    elif normalized:
+        images = images * MNIST_STD + MNIST_MEAN
+    if images.dim() == 3:
+        images = images.unsqueeze(1)
+    return images.clamp(0, 1)
+
+
+def _grid(images, titles, colors, nrow, title, normalized, cell_inches=0.9):
+    images = _as_images(images, normalized)
+    nrow = min(nrow, len(images))
+    ncol_rows = -(-len(images) // nrow)
+    grid = make_grid(images, nrow=nrow, padding=_PAD, pad_value=1.0)
+    cell = images.shape[-1] + _PAD
+    fig, ax = plt.subplots(figsize=(nrow * cell_inches, ncol_rows * (cell_inches + 0.25)))
+    ax.imshow(grid[0], cmap="gray", vmin=0, vmax=1)
+    for i, (text, color) in enumerate(zip(titles, colors)):
+        row, col = divmod(i, nrow)
+        ax.text(
+            col * cell + cell / 2,
+            row * cell + _PAD / 2,
+            text,
+            ha="center",
+            va="bottom",
+            color=color,
+            fontsize=9,
+        )
+    ax.set_title(title, pad=14)
+    ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def show_images(
+    images: torch.Tensor,
+    labels: Sequence | torch.Tensor | None = None,
+    nrow: int = 8,
+    title: str = "MNIST digits",
+    normalized: bool = False,
+):
+    """A grid of images (``torchvision.utils.make_grid``) with each label above its
+    image. Set ``normalized=True`` for images normalised with the MNIST mean/std."""
+    labels = [] if labels is None else [str(int(label)) for label in labels]
+    return _grid(images, labels, ["black"] * len(labels), nrow, title, normalized)
+
+
+def show_predictions(
+    images: torch.Tensor,
+    predictions: Sequence | torch.Tensor,
+    targets: Sequence | torch.Tensor,
+    nrow: int = 8,
+    title: str = "Predicted (true) label",
+    normalized: bool = False,
+):
+    """A grid of images titled "predicted (true)": green when right, red when wrong."""
+    titles, colors = [], []
+    for pred, true in zip(predictions, targets):
+        titles.append(f"{int(pred)} ({int(true)})")
+        colors.append("green" if int(pred) == int(true) else "red")
+    return _grid(images, titles, colors, nrow, title, normalized)
+
+
+def show_image_pixels(image: torch.Tensor, title: str = "One image, every pixel value"):
+    """One 28x28 image, large, with every pixel's value written on it."""
+    pixels = image.detach().cpu().squeeze()
+    if pixels.dim() != 2:
+        raise ValueError(f"expected one image (28, 28) or (1, 28, 28), got {tuple(image.shape)}")
+    pixels = pixels.numpy()
+    fig, ax = plt.subplots(figsize=(10, 10))
+    ax.imshow(pixels, cmap="gray")
+    threshold = (pixels.max() + pixels.min()) / 2
+    is_int = np.issubdtype(pixels.dtype, np.integer)
+    for (row, col), value in np.ndenumerate(pixels):
+        text = str(value) if is_int else f"{value:.2f}".lstrip("0") if value else "0"
+        ax.annotate(
+            text,
+            xy=(col, row),
+            ha="center",
+            va="center",
+            fontsize=6,
+            color="white" if value < threshold else "black",
+        )
+    ax.set_title(title)
+    ax.set_xlabel("column")
+    ax.set_ylabel("row")
+    fig.tight_layout()
+    return fig
+
+
+def plot_history(history: dict, title: str = "Training curves"):
+    """Loss and accuracy per epoch, training against validation, from :func:`fit`."""
+    epochs = range(1, len(history["train_loss"]) + 1)
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.5))
+    ax_loss.plot(epochs, history["train_loss"], "o-", label="training")
+    ax_loss.plot(epochs, history["val_loss"], "o-", label="validation")
+    ax_loss.set(title="Loss", xlabel="epoch", ylabel="cross-entropy loss")
+    ax_acc.plot(epochs, [100 * a for a in history["train_acc"]], "o-", label="training")
+    ax_acc.plot(epochs, [100 * a for a in history["val_acc"]], "o-", label="validation")
+    ax_acc.set(title="Accuracy", xlabel="epoch", ylabel="accuracy (%)")
+    for ax in (ax_loss, ax_acc):
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion_matrix(
+    targets: torch.Tensor,
+    predictions: torch.Tensor,
+    num_classes: int = 10,
+    title: str = "Confusion matrix (test set)",
+):
+    """A seaborn heatmap of counts: rows are true digits, columns predicted digits."""
+    targets, predictions = torch.as_tensor(targets), torch.as_tensor(predictions)
+    matrix = torch.bincount(targets * num_classes + predictions, minlength=num_classes**2).reshape(
+        num_classes, num_classes
+    )
+    fig, ax = plt.subplots(figsize=(7, 6))
+    sns.heatmap(matrix.numpy(), annot=True, fmt="d", cmap="Blues", cbar=False, ax=ax)
+    ax.set(title=title, xlabel="predicted digit", ylabel="true digit")
+    fig.tight_layout()
+    return fig
