@@ -112,9 +112,15 @@ def load_checkpoint(
     if not isinstance(checkpoint, dict) or "model" not in checkpoint:
         raise CheckpointError(f"{path} is not a checkpoint written by save_checkpoint.")
     _check_shapes(model, checkpoint["model"], path)
-    model.load_state_dict(checkpoint["model"])
     if optimizer is not None and "optimizer" in checkpoint:
-        optimizer.load_state_dict(checkpoint["optimizer"])
+        try:
+            optimizer.load_state_dict(checkpoint["optimizer"])
+        except (ValueError, KeyError) as error:
+            raise CheckpointError(
+                f"{path}: the optimizer state does not fit this optimizer ({error}). "
+                "Create the same kind of optimizer over the same model as when saving."
+            ) from error
+    model.load_state_dict(checkpoint["model"])
     if scheduler is not None and "scheduler" in checkpoint:
         scheduler.load_state_dict(checkpoint["scheduler"])
     if generator is not None and "generator_state" in checkpoint:

@@ -21,6 +21,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,7 +138,7 @@ def _extract(file: MNISTFile, raw: Path) -> None:
         with os.fdopen(fd, "wb") as out, gzip.open(gz_path, "rb") as src:
             shutil.copyfileobj(src, out)
         os.replace(tmp, raw / file.raw_name)
-    except (OSError, EOFError, gzip.BadGzipFile) as error:
+    except (OSError, EOFError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
         Path(tmp).unlink(missing_ok=True)
         raise MNISTDataError(
             f"{gz_path} could not be decompressed ({error}). The file is corrupt: "

@@ -31,7 +31,7 @@ class MLP(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() < 2 or x[0].numel() != self.in_features:
+        if x.dim() < 2 or x.shape[1:].numel() != self.in_features:
             raise ValueError(
                 f"MLP expects a batch of images with {self.in_features} values each, "
                 f"e.g. shape (N, 1, 28, 28) or (N, {self.in_features}); got shape "

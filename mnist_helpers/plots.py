@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 import torch
+from torch.nn import functional as F
 from torchvision.utils import make_grid
 
 from .data import MNIST_MEAN, MNIST_STD
@@ -21,12 +22,18 @@ __all__ = [
     "show_predictions",
 ]
 
-_PAD = 2
+_PAD = 2  # pixels between the images of a grid
+_BAND = 10  # pixels above each image for its label
 
 
 def _as_images(images: torch.Tensor, normalized: bool) -> torch.Tensor:
     """``(N, 28, 28)`` or ``(N, 1, 28, 28)``, uint8 or float, to float ``(N, 1, H, W)``
     in [0, 1] on the CPU."""
+    if images.dim() not in (3, 4) or (images.dim() == 4 and images.shape[1] != 1):
+        raise ValueError(
+            f"expected a batch of images (N, 28, 28) or (N, 1, 28, 28), got shape "
+            f"{tuple(images.shape)}; use show_image_pixels for a single image"
+        )
     images = images.detach().cpu()
     if images.dtype == torch.uint8:
         images = images.float() / 255
@@ -39,24 +46,30 @@ def _as_images(images: torch.Tensor, normalized: bool) -> torch.Tensor:
 
 def _grid(images, titles, colors, nrow, title, normalized, cell_inches=0.9):
     images = _as_images(images, normalized)
+    if titles and len(titles) != len(images):
+        raise ValueError(f"got {len(images)} images but {len(titles)} labels")
+    band = _BAND if titles else 0
+    images = F.pad(images, (0, 0, band, 0), value=1.0)  # white space above each image
     nrow = min(nrow, len(images))
     ncol_rows = -(-len(images) // nrow)
     grid = make_grid(images, nrow=nrow, padding=_PAD, pad_value=1.0)
-    cell = images.shape[-1] + _PAD
-    fig, ax = plt.subplots(figsize=(nrow * cell_inches, ncol_rows * (cell_inches + 0.25)))
-    ax.imshow(grid[0], cmap="gray", vmin=0, vmax=1)
+    height, width = images.shape[-2] + _PAD, images.shape[-1] + _PAD
+    fig, ax = plt.subplots(
+        figsize=(nrow * cell_inches, ncol_rows * cell_inches * height / width + 0.4)
+    )
+    ax.imshow(grid[0].numpy(), cmap="gray", vmin=0, vmax=1)
     for i, (text, color) in enumerate(zip(titles, colors)):
         row, col = divmod(i, nrow)
         ax.text(
-            col * cell + cell / 2,
-            row * cell + _PAD / 2,
+            col * width + (width + _PAD - 1) / 2,  # centred over the image
+            row * height + _PAD + (band - 1) / 2,  # in the white band above it
             text,
             ha="center",
-            va="bottom",
+            va="center",
             color=color,
             fontsize=9,
         )
-    ax.set_title(title, pad=14)
+    ax.set_title(title)
     ax.axis("off")
     fig.tight_layout()
     return fig
@@ -144,6 +157,14 @@ def plot_confusion_matrix(
 ):
     """A seaborn heatmap of counts: rows are true digits, columns predicted digits."""
     targets, predictions = torch.as_tensor(targets), torch.as_tensor(predictions)
+    if targets.dim() != 1 or targets.shape != predictions.shape:
+        raise ValueError(
+            "targets and predictions must be 1-D and of the same length, got shapes "
+            f"{tuple(targets.shape)} and {tuple(predictions.shape)}"
+        )
+    labels = torch.cat([targets, predictions])
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"labels must lie in 0..{num_classes - 1}")
     matrix = torch.bincount(targets * num_classes + predictions, minlength=num_classes**2).reshape(
         num_classes, num_classes
     )

@@ -1,0 +1,139 @@
+"""Shared fixtures: a headless matplotlib, tiny MNIST files written on the fly, and
+the real MNIST (skipped with a reason where it is absent)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # before pyplot is imported anywhere: no windows, no display needed
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import mnist_helpers.data as data_module  # noqa: E402
+from mnist_helpers.data import MNIST_FILES, MNISTFile, data_dir, raw_dir  # noqa: E402
+
+# The tests use small tensors, for which a second thread costs more than it saves; one
+# thread also keeps them fast when other processes share the CPU. Results do not depend
+# on it.
+torch.set_num_threads(1)
+
+#: Samples in the tiny training and test sets.
+TINY_TRAIN, TINY_TEST = 12, 5
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """``array`` (uint8) in the IDX format of MNIST: magic number (2051 for images,
+    2049 for labels: 0x08 for unsigned bytes, then the number of dimensions), each
+    dimension as a big-endian 32-bit integer, then the values."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = struct.pack(">I", 0x0800 + array.ndim)
+    header += b"".join(struct.pack(">I", size) for size in array.shape)
+    return header + array.tobytes()
+
+
+def gz_bytes(data: bytes) -> bytes:
+    """gzip ``data`` reproducibly (no timestamp in the header)."""
+    return gzip.compress(data, mtime=0)
+
+
+def md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+@dataclass
+class TinyMNIST:
+    """Four tiny MNIST files under ``root/MNIST/raw`` (only the ``.gz`` files are
+    written) with ``mnist_helpers.data.MNIST_FILES`` patched to accept them."""
+
+    root: Path
+    monkeypatch: pytest.MonkeyPatch
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)  # raw name -> array
+    raw_bytes: dict[str, bytes] = field(default_factory=dict)  # raw name -> IDX bytes
+    gz: dict[str, bytes] = field(default_factory=dict)  # gz name -> gzip bytes
+
+    @property
+    def raw(self) -> Path:
+        return raw_dir(self.root)
+
+    num_train: int = TINY_TRAIN
+    num_test: int = TINY_TEST
+    md5 = staticmethod(md5)
+    gz_bytes = staticmethod(gz_bytes)
+
+    def set_md5(self, gz_name: str, gz_md5: str) -> None:
+        """Make ensure_mnist expect ``gz_md5`` for ``gz_name``."""
+        files = tuple(
+            MNISTFile(f.gz_name, gz_md5, f.raw_size) if f.gz_name == gz_name else f
+            for f in data_module.MNIST_FILES
+        )
+        self.monkeypatch.setattr(data_module, "MNIST_FILES", files)
+
+    def listing(self) -> set[str]:
+        """Every name in the raw folder, hidden temporary files included."""
+        return {path.name for path in self.raw.iterdir()}
+
+
+@pytest.fixture
+def tiny_mnist(tmp_path, monkeypatch) -> TinyMNIST:
+    rng = np.random.default_rng(0)
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (TINY_TRAIN, 28, 28), dtype=np.uint8),
+        "train-labels-idx1-ubyte": np.arange(TINY_TRAIN, dtype=np.uint8) % 10,
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (TINY_TEST, 28, 28), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte": np.array([7, 2, 1, 0, 4], dtype=np.uint8),
+    }
+    tiny = TinyMNIST(root=tmp_path / "data", monkeypatch=monkeypatch, arrays=arrays)
+    tiny.raw.mkdir(parents=True)
+    files = []
+    for original in MNIST_FILES:
+        raw = idx_bytes(arrays[original.raw_name])
+        packed = gz_bytes(raw)
+        (tiny.raw / original.gz_name).write_bytes(packed)
+        tiny.raw_bytes[original.raw_name] = raw
+        tiny.gz[original.gz_name] = packed
+        files.append(MNISTFile(original.gz_name, md5(packed), len(raw)))
+    monkeypatch.setattr(data_module, "MNIST_FILES", tuple(files))
+    # Nothing in these tests may reach the network: a download fails at once.
+    monkeypatch.setattr("torchvision.datasets.MNIST.mirrors", ["http://127.0.0.1:9/"])
+    return tiny
+
+
+def _real_mnist_present() -> bool:
+    raw = raw_dir(data_dir())
+    return all((raw / f.gz_name).is_file() or (raw / f.raw_name).is_file() for f in MNIST_FILES)
+
+
+@pytest.fixture(scope="session")
+def real_root() -> Path:
+    """The real MNIST from the one data location, verified (and extracted if needed)."""
+    if not _real_mnist_present():
+        pytest.skip(
+            f"the real MNIST files are not in {raw_dir(data_dir())}: copy the four .gz files "
+            "there or set MNIST_DATA_DIR (CI provides them)"
+        )
+    return data_module.ensure_mnist(download=False)
+
+
+@pytest.fixture(scope="session")
+def real_train(real_root):
+    return data_module.load_tensors(train=True, root=real_root, download=False)
+
+
+@pytest.fixture(scope="session")
+def real_test(real_root):
+    return data_module.load_tensors(train=False, root=real_root, download=False)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
