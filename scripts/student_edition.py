@@ -1,0 +1,116 @@
+"""Write the student edition: a copy of the chapters with the exercise solutions blanked.
+
+    python scripts/student_edition.py                       # every chapter -> student_edition/
+    python scripts/student_edition.py --out handout notebooks/03_training.ipynb
+
+In the copy, each solution (the cells between a ``{solution-start}`` cell and its
+``{solution-end}`` cell, and any cell tagged ``solution``) becomes one code cell
+reading ``# Your solution here``, with no output; the ``{solution-...}`` marker cells
+go, and each ``{exercise}`` directive becomes plain Markdown, which Jupyter shows
+well. Everything else is copied unchanged, so the copy still runs top to bottom. The
+notebooks in notebooks/ are only read: they stay the single source.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+STUB = "# Your solution here"
+
+SOLUTION_START = re.compile(r"^\s*(```+|:::+)\{solution-start\}")
+SOLUTION_END = re.compile(r"^\s*(```+|:::+)\{solution-end\}")
+SOLUTION = re.compile(r"^\s*(```+|:::+)\{solution\}")  # a solution written in Markdown
+EXERCISE = re.compile(
+    r"^(?P<fence>```+|:::+)\{exercise\}(?P<title>[^\n]*)\n(?P<body>.*?)^(?P=fence)[ \t]*$",
+    re.M | re.S,
+)
+
+
+def _exercise_to_markdown(match: re.Match) -> str:
+    """A ``{exercise}`` directive as Markdown: its options (``:label: ...``) dropped."""
+    lines = match.group("body").splitlines()
+    while lines and re.match(r"^:[\w-]+:", lines[0]):
+        lines.pop(0)
+    title = match.group("title").strip()
+    heading = f"**Exercise: {title}.**" if title else "**Exercise.**"
+    return f"{heading} " + "\n".join(lines).strip()
+
+
+def _stub_cell(notebook: nbformat.NotebookNode, number: int, markdown: bool = False):
+    """A blank for the student: no output, no execution count, a stable id."""
+    if markdown:
+        cell = nbformat.v4.new_markdown_cell("*Your answer here.*")
+    else:
+        cell = nbformat.v4.new_code_cell(STUB)
+    cell.metadata["tags"] = ["solution"]
+    if (notebook.nbformat, notebook.nbformat_minor) >= (4, 5):
+        cell.id = f"solution-{number}"
+    else:
+        cell.pop("id", None)
+    return cell
+
+
+def student_copy(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """``notebook`` with every solution blanked (see the module docstring)."""
+    copy = nbformat.from_dict(notebook)  # a deep copy: the source is never changed
+    cells = []
+    in_solution = stubbed = False
+
+    def stub(markdown: bool = False) -> None:
+        number = sum("solution" in c.metadata.get("tags", []) for c in cells) + 1
+        cells.append(_stub_cell(copy, number, markdown))
+
+    for cell in copy.cells:
+        source = cell.source
+        if cell.cell_type == "markdown" and SOLUTION_START.match(source):
+            in_solution, stubbed = True, False
+            continue
+        if cell.cell_type == "markdown" and SOLUTION_END.match(source):
+            if not stubbed:
+                stub()
+            in_solution = False
+            continue
+        if cell.cell_type == "markdown" and SOLUTION.match(source):
+            stub(markdown=True)
+            continue
+        tagged = "solution" in cell.metadata.get("tags", [])
+        if in_solution or tagged:
+            if cell.cell_type == "code" and not stubbed:
+                stub()
+                stubbed = in_solution  # outside a gate, each tagged cell is its own stub
+            continue
+        if cell.cell_type == "markdown":
+            cell.source = EXERCISE.sub(_exercise_to_markdown, source)
+        cells.append(cell)
+    if in_solution:
+        raise ValueError("a {solution-start} cell has no {solution-end} cell after it")
+    copy.cells = cells
+    return copy
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("notebooks", nargs="*", type=Path, help="default: every chapter")
+    parser.add_argument("--out", type=Path, default=Path("student_edition"), help="output folder")
+    args = parser.parse_args(argv)
+    paths = args.notebooks or sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    out = args.out.resolve()
+    if any(out == path.resolve().parent for path in paths):
+        parser.error(f"--out {args.out} would overwrite the source notebooks")
+    out.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        notebook = nbformat.read(path, as_version=4)
+        nbformat.write(student_copy(notebook), out / path.name)
+        print(out / path.name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,385 @@
+"""The book: its sources agree with each other, and it builds cleanly into a site
+that hides what it should, shows exercises as such and has no broken links.
+
+The site is built once per test session (``built_book``), from the stored notebook
+outputs, with the command the README gives: ``jupyter-book build -W -n --keep-going``.
+``tests/test_browser.py`` opens the same build in a browser.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import nbformat
+import pytest
+import yaml
+from bs4 import BeautifulSoup
+
+import mnist_helpers
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
+REPO_URL = CONFIG["repository"]["url"].rstrip("/")
+BRANCH = CONFIG["repository"]["branch"]
+OWNER_REPO = urlsplit(REPO_URL).path.strip("/")
+
+#: Repositories other than this one that the sources may link to.
+THIRD_PARTY = {
+    "pytorch/pytorch",
+    "pytorch/vision",
+    "pytorch/tutorials",
+    "jupyter-book/jupyter-book",
+    "executablebooks/jupyter-book",
+}
+
+#: Where a repository is named: GitHub itself, Colab, Binder, raw files.
+REPO_PATTERNS = [
+    re.compile(
+        r"(?<![\w.])github\.com/(?P<repo>[\w.-]+/[\w.-]+)(?:/(?:blob|tree)/(?P<branch>[\w.-]+))?"
+    ),
+    re.compile(
+        r"colab\.research\.google\.com/github/(?P<repo>[\w.-]+/[\w.-]+)(?:/blob/(?P<branch>[\w.-]+))?"
+    ),
+    re.compile(r"mybinder\.org/v2/gh/(?P<repo>[\w.-]+/[\w.-]+)(?:/(?P<branch>[\w.-]+))?"),
+    re.compile(r"raw\.githubusercontent\.com/(?P<repo>[\w.-]+/[\w.-]+)(?:/(?P<branch>[\w.-]+))?"),
+]
+BOOTSTRAP_PIP = re.compile(r"%pip install\b[^\n]*?[\"']?git\+(?P<url>[^\"'\s]+)")
+
+
+def toc_files(entries=None) -> list[str]:
+    """Every file of ``_toc.yml`` in reading order, the root first."""
+    if entries is None:
+        return [TOC["root"], *toc_files(TOC.get("parts", [])), *toc_files(TOC.get("chapters", []))]
+    files = []
+    for entry in entries:
+        if "file" in entry:
+            files.append(entry["file"])
+        for key in ("chapters", "sections"):
+            files += toc_files(entry.get(key, []))
+    return files
+
+
+def source_of(page: str) -> Path:
+    """The source file of a ``_toc.yml`` entry (``book/intro`` -> ``book/intro.md``)."""
+    for suffix in (".md", ".ipynb"):
+        if (path := ROOT / f"{page}{suffix}").is_file():
+            return path
+    raise FileNotFoundError(f"_toc.yml lists {page}, but neither {page}.md nor .ipynb exists")
+
+
+PAGES = toc_files()
+CHAPTERS = [page for page in PAGES if page.startswith("notebooks/")]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def read_notebook(path: Path) -> nbformat.NotebookNode:
+    return nbformat.read(path, as_version=4)
+
+
+def tags(cell) -> list[str]:
+    return cell.metadata.get("tags", [])
+
+
+# --- the build, once per session -------------------------------------------------
+
+
+@dataclass
+class Build:
+    html: Path  # the built site
+    log: str  # everything the build printed
+    returncode: int
+    seconds: float
+
+
+@cache
+def _build(out: Path) -> Build:
+    command = [
+        sys.executable,
+        "-c",
+        "from jupyter_book.cli.main import main; main()",
+        *("build", "-W", "-n", "--keep-going", "--path-output", str(out), str(ROOT)),
+    ]
+    start = time.perf_counter()
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    seconds = time.perf_counter() - start
+    return Build(out / "_build" / "html", result.stdout + result.stderr, result.returncode, seconds)
+
+
+_BUILD_DIR: list[Path] = []
+
+
+def build_book(tmp_path_factory: pytest.TempPathFactory) -> Build:
+    """Build the book into a fresh temporary folder, once per session."""
+    if not _BUILD_DIR:
+        _BUILD_DIR.append(tmp_path_factory.mktemp("book"))
+    build = _build(_BUILD_DIR[0])
+    if not (build.html / "index.html").is_file():
+        pytest.fail(f"the book did not build:\n{build.log[-5000:]}")
+    return build
+
+
+@pytest.fixture(scope="session")
+def built_book(tmp_path_factory) -> Build:
+    return build_book(tmp_path_factory)
+
+
+def soup(path: Path) -> BeautifulSoup:
+    return BeautifulSoup(path.read_text(encoding="utf-8"), "html.parser")
+
+
+def page_html(build: Build, page: str) -> Path:
+    return build.html / f"{page}.html"
+
+
+# --- the sources -----------------------------------------------------------------
+
+
+def test_config_builds_from_stored_outputs_with_local_math():
+    assert CONFIG["execute"]["execute_notebooks"] == "off", "the book must not run the notebooks"
+    sphinx = CONFIG["sphinx"]["config"]
+    mathjax = sphinx["mathjax_path"]
+    assert "://" not in mathjax, "MathJax must come with the site, not from a CDN"
+    static = [ROOT / folder for folder in sphinx["html_static_path"]]
+    assert any((folder / mathjax).is_file() for folder in static), f"{mathjax} is missing"
+
+
+def test_toc_lists_every_chapter_and_every_page_exists():
+    for page in PAGES:
+        source_of(page)
+    listed = {ROOT / f"{page}.ipynb" for page in CHAPTERS}
+    unlisted = [path.name for path in NOTEBOOKS if path not in listed]
+    assert not unlisted, f"notebooks missing from _toc.yml: {unlisted}"
+
+
+def repo_references(text: str):
+    """``(owner/repo, branch or None, matched text)`` for every repository named in ``text``."""
+    for pattern in REPO_PATTERNS:
+        for match in pattern.finditer(text):
+            repo = match["repo"].rstrip(".").removesuffix(".git")
+            yield repo, match["branch"], match.group(0)
+
+
+def files_naming_the_repository() -> dict[Path, str]:
+    texts = {
+        ROOT / name: (ROOT / name).read_text(encoding="utf-8")
+        for name in ("README.md", "pyproject.toml", "CONTRIBUTING.md", "requirements.txt")
+    }
+    for path in sorted((ROOT / "book").glob("*.md")):
+        texts[path] = path.read_text(encoding="utf-8")
+    for path in NOTEBOOKS:
+        texts[path] = "\n".join(cell.source for cell in read_notebook(path).cells)
+    return texts
+
+
+def test_every_copy_of_the_repository_url_agrees_with_config():
+    assert re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", REPO_URL), REPO_URL
+    problems = []
+    for path, text in files_naming_the_repository().items():
+        for repo, branch, found in repo_references(text):
+            if repo == OWNER_REPO:
+                if branch is not None and branch != BRANCH:
+                    problems.append(f"{path.relative_to(ROOT)}: {found} (branch is {BRANCH})")
+            elif repo not in THIRD_PARTY:
+                problems.append(
+                    f"{path.relative_to(ROOT)}: {found} is not {OWNER_REPO} "
+                    "(add it to THIRD_PARTY if it is another project)"
+                )
+    assert not problems, "repository URL disagrees with _config.yml:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("name", ["README.md", "CONTRIBUTING.md", "pyproject.toml"])
+def test_file_names_the_repository(name):
+    text = (ROOT / name).read_text(encoding="utf-8")
+    assert any(repo == OWNER_REPO for repo, _, _ in repo_references(text)), (
+        f"{name} lacks {REPO_URL}"
+    )
+
+
+def test_pyproject_urls_name_the_repository():
+    tomllib = pytest.importorskip("tomllib")
+    urls = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]
+    assert REPO_URL in [url.rstrip("/") for url in urls.values()]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_bootstrap_cell_installs_from_the_repository_and_is_hidden(path):
+    cells = read_notebook(path).cells
+    bootstrap = [cell for cell in cells if "%pip install" in cell.source]
+    assert len(bootstrap) == 1, f"{path.name}: expected one bootstrap cell"
+    (cell,) = bootstrap
+    assert cell is next(c for c in cells if c.cell_type == "code"), "it must be the first code cell"
+    assert "remove-cell" in tags(cell), (
+        f"{path.name}: the bootstrap cell must be tagged remove-cell"
+    )
+    assert 'find_spec("mnist_helpers") is None' in cell.source, "install only when missing"
+    urls = [match["url"] for match in BOOTSTRAP_PIP.finditer(cell.source)]
+    assert urls == [f"{REPO_URL}"], f"{path.name}: installs from {urls}, not git+{REPO_URL}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_no_widget_outputs(path):
+    """Widget outputs (tqdm.auto bars, ipywidgets) render blank in the book."""
+    for cell in read_notebook(path).cells:
+        for output in cell.get("outputs", []):
+            widget = "application/vnd.jupyter.widget-view+json" in output.get("data", {})
+            assert not widget, f"{path.name}: a widget output renders blank in the book"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_every_exercise_has_a_collapsed_solution_of_tagged_cells(path):
+    cells = read_notebook(path).cells
+    exercises = re.findall(
+        r"```\{exercise\}[^\n]*\n:label: *(\S+)", "\n".join(c.source for c in cells)
+    )
+    starts = [
+        re.match(r"```\{solution-start\} *(\S+)\n(.*?)```", cell.source, re.S)
+        for cell in cells
+        if cell.cell_type == "markdown" and "{solution-start}" in cell.source
+    ]
+    assert all(starts), f"{path.name}: a solution-start cell is not in the CONTRIBUTING format"
+    assert [start[1] for start in starts] == exercises, "one solution per exercise, in order"
+    assert all(":class: dropdown" in start[2] for start in starts), "solutions must be collapsed"
+    inside = False
+    for cell in cells:
+        if cell.cell_type == "markdown" and "{solution-start}" in cell.source:
+            inside = True
+        elif cell.cell_type == "markdown" and "{solution-end}" in cell.source:
+            inside = False
+        elif cell.cell_type == "code":
+            assert ("solution" in tags(cell)) == inside, (
+                f"{path.name}: code cells between solution-start and solution-end, and only "
+                f"those, are tagged solution:\n{cell.source[:200]}"
+            )
+
+
+def test_helpers_page_documents_every_public_name(built_book):
+    ids = {tag.get("id") for tag in soup(page_html(built_book, "book/helpers")).find_all(id=True)}
+    missing = [name for name in mnist_helpers.__all__ if f"mnist_helpers.{name}" not in ids]
+    assert not missing, f"book/helpers.md does not document {missing}"
+
+
+# --- the built site --------------------------------------------------------------
+
+
+def test_book_builds_without_a_warning(built_book):
+    print(f"book built in {built_book.seconds:.1f} s")
+    warnings = [
+        line for line in built_book.log.splitlines() if "WARNING" in line or "ERROR" in line
+    ]
+    assert built_book.returncode == 0 and not warnings, (
+        "\n".join(warnings) or built_book.log[-3000:]
+    )
+
+
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_hidden_cells_stay_hidden(built_book, page):
+    text = soup(page_html(built_book, page)).get_text()
+    assert "find_spec" not in text, "the bootstrap cell shows: tag it remove-cell"
+    assert "assert " not in text, "an assertion cell shows: tag it remove-cell"
+
+
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_launch_buttons_open_this_notebook_in_this_repository(built_book, page):
+    links = {a["href"] for a in soup(page_html(built_book, page)).find_all("a", href=True)}
+    notebook = f"{page}.ipynb"
+    assert (ROOT / notebook).is_file()
+    colab = f"https://colab.research.google.com/github/{OWNER_REPO}/blob/{BRANCH}/{notebook}"
+    binder = f"https://mybinder.org/v2/gh/{OWNER_REPO}/{BRANCH}?urlpath=lab/tree/{notebook}"
+    assert colab in links, f"no Colab button to {colab}"
+    assert binder in links, f"no Binder button to {binder}"
+    assert REPO_URL in links, "no repository button"
+    others = [link for link in links if "colab.research" in link or "mybinder" in link]
+    assert sorted(others) == sorted([colab, binder]), others
+
+
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_exercises_render_with_collapsed_solutions(built_book, page):
+    html = soup(page_html(built_book, page))
+    labels = re.findall(
+        r":label: *(\S+)",
+        "\n".join(
+            cell.source
+            for cell in read_notebook(ROOT / f"{page}.ipynb").cells
+            if "{exercise}" in cell.source
+        ),
+    )
+    for label in labels:
+        exercise = html.find(id=label)
+        assert exercise is not None and "exercise" in exercise["class"], f"exercise {label} missing"
+    solutions = html.select("div.solution")
+    assert len(solutions) == len(labels)
+    for solution in solutions:
+        assert "dropdown" in solution["class"], "solutions must be collapsed"
+    tagged = html.select("div.tag_solution")
+    assert all(cell.find_parent("div", class_="solution") for cell in tagged)
+    assert "{solution" not in html.get_text() and "{exercise}" not in html.get_text()
+
+
+def local_target(page: Path, url: str, html_root: Path) -> tuple[Path, str] | None:
+    """The file and fragment a local ``href``/``src`` points at; None for other URLs."""
+    parts = urlsplit(url)
+    if parts.scheme or parts.netloc or url.startswith(("data:", "mailto:", "javascript:")):
+        return None
+    path = page if not parts.path else (page.parent / unquote(parts.path)).resolve()
+    if path.is_dir():
+        path = path / "index.html"
+    return path, parts.fragment
+
+
+def test_no_broken_local_links_or_images_and_nothing_from_the_network(built_book):
+    """Every local href/src of every page names a file that exists (and an id that
+    exists, for links into a page), and no page loads anything from the network."""
+    html_root = built_book.html.resolve()
+    pages = [
+        page
+        for page in sorted(html_root.rglob("*.html"))
+        if page.relative_to(html_root).parts[0] not in ("_static", "_sources")  # theme templates
+    ]
+    ids = {}
+    problems = []
+    for page in pages:
+        document = soup(page)
+        ids[page] = {tag["id"] for tag in document.find_all(id=True)}
+    for page in pages:
+        document = soup(page)
+        name = page.relative_to(html_root)
+        for tag in document.find_all(["a", "img", "link", "script", "source", "iframe"]):
+            for attribute in ("href", "src"):
+                url = tag.get(attribute)
+                if not url:
+                    continue
+                remote = urlsplit(url).scheme in ("http", "https") or url.startswith("//")
+                if remote and tag.name != "a":
+                    problems.append(
+                        f"{name}: <{tag.name} {attribute}={url}> loads from the network"
+                    )
+                target = local_target(page, url, html_root)
+                if target is None:
+                    continue
+                path, fragment = target
+                if not path.is_file():
+                    problems.append(f"{name}: {url} -> missing file")
+                elif (
+                    fragment
+                    and path.suffix == ".html"
+                    and path in ids
+                    and fragment not in ids[path]
+                ):
+                    problems.append(f"{name}: {url} -> no id {fragment!r}")
+    assert not problems, "\n".join(problems)
+
+
+def test_local_mathjax_on_pages_with_math(built_book):
+    for page in PAGES:
+        document = soup(page_html(built_book, page))
+        if document.select(".math"):
+            scripts = [script.get("src", "") for script in document.find_all("script")]
+            assert any("_static/mathjax/tex-mml-chtml.js" in src for src in scripts), page

@@ -1,0 +1,177 @@
+"""Every page of the built book, opened in headless Chromium.
+
+Each page must show its title, its figures (every image loaded), its math rendered
+by the local MathJax (no raw TeX left), its solutions collapsed, and load nothing
+that is missing. A screenshot of each page goes to ``_build/screenshots/``.
+
+Needs ``chromium`` and ``chromedriver`` (Debian: ``apt-get install chromium
+chromium-driver``). Without them the test is skipped, or fails when ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from test_book import CHAPTERS, PAGES, ROOT, build_book, read_notebook, source_of, tags
+
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--window-size=1280,900",
+]
+
+#: Console errors of the book's theme and extensions that do not affect the page:
+#: sphinx-thebe declares its settings twice (Thebe is not used), and the theme
+#: reports an unset light/dark preference on a fresh profile.
+HARMLESS_CONSOLE_ERRORS = [
+    re.compile(r"Identifier 'THEBE_JS_URL' has already been declared"),
+    re.compile(r"Got invalid theme mode"),
+]
+
+#: Wait for the page and, when it loads MathJax, for MathJax to finish typesetting.
+WAIT_FOR_PAGE = """
+const done = arguments[arguments.length - 1];
+const ready = () => {
+    if (document.readyState !== "complete") return setTimeout(ready, 50);
+    if (!document.querySelector("script[src*='mathjax']")) return done("no math");
+    if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+        return MathJax.startup.promise.then(() => done("typeset"), (e) => done("error " + e));
+    }
+    setTimeout(ready, 50);
+};
+ready();
+"""
+
+
+def _missing_browser() -> str | None:
+    for name, path in (("chromium", CHROMIUM), ("chromedriver", CHROMEDRIVER)):
+        if not os.access(path, os.X_OK):
+            return f"{name} is not installed (apt-get install chromium chromium-driver)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory):
+    if reason := _missing_browser():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but {reason}")
+        pytest.skip(reason)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # A fixed driver path: Selenium never tries to download one.
+    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    browser.set_script_timeout(30)
+    browser.set_page_load_timeout(30)
+    yield browser
+    browser.quit()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    return build_book(tmp_path_factory).html
+
+
+def expected_title(page: str) -> str:
+    """The first heading of the page's source, as text."""
+    path = source_of(page)
+    if path.suffix == ".ipynb":
+        text = "\n".join(c.source for c in read_notebook(path).cells if c.cell_type == "markdown")
+    else:
+        text = path.read_text(encoding="utf-8")
+    heading = re.search(r"^# +(.+)$", text, re.M)[1]
+    return re.sub(r"[`*]", "", heading).strip()
+
+
+def unnumbered(title: str) -> str:
+    """``title`` without a leading chapter number ("7. Autograd" -> "Autograd")."""
+    return re.sub(r"^\d+(\.\d+)*\.? +", "", title)
+
+
+def visible_images(page: str) -> int:
+    """How many image outputs a chapter shows (cells removed from the book excluded)."""
+    if page not in CHAPTERS:
+        return 0
+    count = 0
+    for cell in read_notebook(source_of(page)).cells:
+        if {"remove-cell", "remove-output"} & set(tags(cell)):
+            continue
+        for output in cell.get("outputs", []):
+            count += any(mime.startswith("image/") for mime in output.get("data", {}))
+    return count
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_in_browser(driver, site, page):
+    driver.get_log("browser")  # drop what earlier pages logged
+    driver.get((site / f"{page}.html").as_uri())
+    state = driver.execute_async_script(WAIT_FOR_PAGE)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(SCREENSHOTS / f"{page.replace('/', '_')}.png"))
+
+    # The title: in the tab and as the visible heading.
+    title = expected_title(page)
+    heading = driver.execute_script(
+        "const h = document.querySelector('article h1');"
+        "return h && h.offsetHeight > 0 ? h.innerText.replace(/#$/, '').trim() : null;"
+    )
+    assert heading is not None, "the page shows no title"
+    assert unnumbered(heading) == unnumbered(title), f"the page shows {heading!r}, not {title!r}"
+    assert unnumbered(driver.title).startswith(unnumbered(heading)), driver.title
+
+    # The figures: every image loaded, and at least those the notebook shows.
+    images = driver.execute_script(
+        "return Array.from(document.images, i => [i.src, i.complete && i.naturalWidth > 0]);"
+    )
+    broken = [src for src, ok in images if not ok]
+    assert not broken, f"images that did not load: {broken}"
+    assert len(images) >= visible_images(page), "figures of the notebook are missing"
+
+    # The math: typeset by the local MathJax, no raw TeX left, no TeX errors.
+    math = driver.execute_script(
+        "return [document.querySelectorAll('.math').length,"
+        " document.querySelectorAll('mjx-container').length,"
+        " document.querySelectorAll('mjx-merror').length,"
+        " document.querySelector('article').innerText];"
+    )
+    count, typeset, errors, text = math
+    if count:
+        assert state == "typeset", f"MathJax did not run: {state}"
+        assert typeset >= count, f"{count} formulas, {typeset} typeset"
+        assert errors == 0, "MathJax shows TeX errors"
+    raw = re.findall(r"\\\(|\\\)|\\\[|\\\]|\$\$|\\(?:frac|mathrm|sum|begin)\b", text)
+    assert not raw, f"raw TeX on the page: {raw[:5]}"
+
+    # Solutions are collapsed until clicked.
+    shown = driver.execute_script(
+        "return Array.from(document.querySelectorAll('div.solution section'),"
+        " s => s.offsetHeight > 0).filter(Boolean).length;"
+    )
+    assert shown == 0, f"{shown} solutions are open"
+
+    # Nothing failed to load, no script failed.
+    problems = [
+        entry["message"]
+        for entry in driver.get_log("browser")
+        if entry["level"] == "SEVERE"
+        and not any(p.search(entry["message"]) for p in HARMLESS_CONSOLE_ERRORS)
+    ]
+    assert not problems, "\n".join(problems)
