@@ -40,14 +40,18 @@ HARMLESS_CONSOLE_ERRORS = [
     re.compile(r"Got invalid theme mode"),
 ]
 
-#: Wait for the page and, when it loads MathJax, for MathJax to finish typesetting.
+#: Wait for the page and, when it loads MathJax, for MathJax to finish typesetting
+#: and its fonts to load.
 WAIT_FOR_PAGE = """
 const done = arguments[arguments.length - 1];
 const ready = () => {
     if (document.readyState !== "complete") return setTimeout(ready, 50);
     if (!document.querySelector("script[src*='mathjax']")) return done("no math");
     if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
-        return MathJax.startup.promise.then(() => done("typeset"), (e) => done("error " + e));
+        return MathJax.startup.promise.then(
+            () => document.fonts.ready.then(() => done("typeset")),  // its fonts loaded too
+            (e) => done("error " + e),
+        );
     }
     setTimeout(ready, 50);
 };
