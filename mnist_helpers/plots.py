@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 import torch
+from matplotlib.ticker import MaxNLocator
 from torch.nn import functional as F
 from torchvision.utils import make_grid
 
@@ -142,6 +143,7 @@ def plot_history(history: dict, title: str = "Training curves"):
     ax_acc.plot(epochs, [100 * a for a in history["val_acc"]], "o-", label="validation")
     ax_acc.set(title="Accuracy", xlabel="epoch", ylabel="accuracy (%)")
     for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs only
         ax.legend()
         ax.grid(alpha=0.3)
     fig.suptitle(title)
