@@ -7,6 +7,7 @@ can focus on their own topic. Modules by concern:
 * :mod:`mnist_helpers.model`: the MLP (chapter 2)
 * :mod:`mnist_helpers.training`: the training loop and evaluation (chapter 3)
 * :mod:`mnist_helpers.checkpoints`: atomic, resumable checkpoints (chapter 3)
+* :mod:`mnist_helpers.recipe`: chapter 3's final training recipe (chapters 3 and 4)
 * :mod:`mnist_helpers.runtime`: device choice and seeding (chapters 1 and 8)
 * :mod:`mnist_helpers.plots`: figures (chapters 1, 3 and 4)
 """
@@ -34,10 +35,15 @@ from .plots import (
     show_images,
     show_predictions,
 )
+from .recipe import FINAL_EPOCHS, ShiftedLoader, load_final_model, train_final_model
 from .runtime import get_device, seed_everything, seed_worker
 from .training import Evaluation, evaluate, fit, train_epoch
 
 __all__ = [
+    "FINAL_EPOCHS",
+    "ShiftedLoader",
+    "load_final_model",
+    "train_final_model",
     "MLP",
     "MNIST_FILES",
     "MNIST_MEAN",
