@@ -40,17 +40,15 @@ from .runtime import get_device, seed_everything, seed_worker
 from .training import Evaluation, evaluate, fit, train_epoch
 
 __all__ = [
+    "CheckpointError",
+    "Evaluation",
     "FINAL_EPOCHS",
-    "ShiftedLoader",
-    "load_final_model",
-    "train_final_model",
     "MLP",
+    "MNISTDataError",
     "MNIST_FILES",
     "MNIST_MEAN",
     "MNIST_STD",
-    "CheckpointError",
-    "Evaluation",
-    "MNISTDataError",
+    "ShiftedLoader",
     "TensorLoader",
     "data_dir",
     "ensure_mnist",
@@ -58,6 +56,7 @@ __all__ = [
     "fit",
     "get_device",
     "load_checkpoint",
+    "load_final_model",
     "load_mnist",
     "load_tensors",
     "normalize",
@@ -71,5 +70,6 @@ __all__ = [
     "show_images",
     "show_predictions",
     "train_epoch",
+    "train_final_model",
     "train_val_split",
 ]
