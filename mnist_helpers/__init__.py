@@ -35,19 +35,28 @@ from .plots import (
     show_images,
     show_predictions,
 )
-from .recipe import FINAL_EPOCHS, ShiftedLoader, load_final_model, train_final_model
-from .runtime import get_device, seed_everything, seed_worker
+from .recipe import (
+    FINAL_EPOCHS,
+    FINAL_RECIPE,
+    Recipe,
+    ShiftedLoader,
+    load_final_model,
+    train_final_model,
+)
+from .runtime import get_device, seed_everything, seed_worker, synchronize
 from .training import Evaluation, evaluate, fit, train_epoch
 
 __all__ = [
     "CheckpointError",
     "Evaluation",
     "FINAL_EPOCHS",
+    "FINAL_RECIPE",
     "MLP",
     "MNISTDataError",
     "MNIST_FILES",
     "MNIST_MEAN",
     "MNIST_STD",
+    "Recipe",
     "ShiftedLoader",
     "TensorLoader",
     "data_dir",
@@ -69,6 +78,7 @@ __all__ = [
     "show_image_pixels",
     "show_images",
     "show_predictions",
+    "synchronize",
     "train_epoch",
     "train_final_model",
     "train_val_split",

@@ -6,6 +6,7 @@ or trains it again with :func:`train_final_model` when it runs on its own.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -16,10 +17,36 @@ from .model import MLP
 from .runtime import seed_everything
 from .training import fit
 
-__all__ = ["FINAL_EPOCHS", "ShiftedLoader", "load_final_model", "train_final_model"]
+__all__ = [
+    "FINAL_EPOCHS",
+    "FINAL_RECIPE",
+    "Recipe",
+    "ShiftedLoader",
+    "load_final_model",
+    "train_final_model",
+]
 
-#: Epochs of chapter 3's final training run.
-FINAL_EPOCHS = 12
+
+@dataclass(frozen=True)
+class Recipe:
+    """The settings of a training recipe: AdamW with a one-cycle schedule over
+    normalised in-memory tensors, with random shifts of up to ``max_shift`` pixels."""
+
+    epochs: int
+    batch_size: int
+    max_lr: float
+    weight_decay: float
+    seed: int
+    max_shift: int
+
+
+#: The final recipe of chapter 4, the one place its settings are written down.
+FINAL_RECIPE = Recipe(
+    epochs=12, batch_size=256, max_lr=3e-3, weight_decay=1e-4, seed=0, max_shift=1
+)
+
+#: Epochs of the final training run.
+FINAL_EPOCHS = FINAL_RECIPE.epochs
 
 
 class ShiftedLoader:

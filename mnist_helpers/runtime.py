@@ -7,7 +7,7 @@ import random
 import numpy as np
 import torch
 
-__all__ = ["get_device", "seed_everything", "seed_worker"]
+__all__ = ["get_device", "seed_everything", "seed_worker", "synchronize"]
 
 
 def get_device() -> torch.device:
@@ -38,3 +38,13 @@ def seed_worker(worker_id: int) -> None:
     worker_seed = torch.initial_seed() % 2**32
     np.random.seed(worker_seed)
     random.seed(worker_seed)
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait until all work queued on ``device`` has finished. GPUs run asynchronously:
+    time a piece of GPU work only after calling this (a no-op on the CPU)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
