@@ -7,8 +7,10 @@ In the copy, each solution (the cells between a ``{solution-start}`` cell and it
 ``{solution-end}`` cell, and any cell tagged ``solution``) becomes one code cell
 reading ``# Your solution here``, with no output; the ``{solution-...}`` marker cells
 go, and each ``{exercise}`` directive becomes plain Markdown, which Jupyter shows
-well. Everything else is copied unchanged, so the copy still runs top to bottom. The
-notebooks in notebooks/ are only read: they stay the single source.
+well. A hidden check of a solution (a cell tagged ``solution-check``) is left out,
+since it would fail on the blank. Everything else is copied unchanged, so the copy
+still runs top to bottom. The notebooks in notebooks/ are only read: they stay the
+single source.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import nbformat
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 STUB = "# Your solution here"
+CHECK_TAG = "solution-check"  # a hidden check that needs a solution
 
 SOLUTION_START = re.compile(r"^\s*(```+|:::+)\{solution-start\}")
 SOLUTION_END = re.compile(r"^\s*(```+|:::+)\{solution-end\}")
@@ -80,6 +83,8 @@ def student_copy(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
         if cell.cell_type == "markdown" and SOLUTION.match(source):
             stub(markdown=True)
             continue
+        if CHECK_TAG in cell.metadata.get("tags", []):
+            continue  # it checks the solution that the copy blanks
         tagged = "solution" in cell.metadata.get("tags", [])
         if in_solution or tagged:
             if cell.cell_type == "code" and not stubbed:

@@ -1,4 +1,6 @@
-"""The student edition: solutions blanked, everything else kept, and it still runs."""
+"""The two scripts that make notebooks from notebooks: the student edition (solutions
+blanked, their checks dropped, everything else kept, and it still runs) and the
+refresh script (hidden cells collapsed in JupyterLab and Colab, outputs kept)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "student_edition.py"
+REFRESH = ROOT / "scripts" / "refresh_notebooks.py"
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 STUB = "# Your solution here"
 
@@ -31,6 +34,18 @@ EXECUTED = next(
 
 def is_solution(cell) -> bool:
     return "solution" in cell.metadata.get("tags", [])
+
+
+def is_solution_check(cell) -> bool:
+    return "solution-check" in cell.metadata.get("tags", [])
+
+
+def load_script(path: Path):
+    """A script of scripts/ as a module (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def digest(paths) -> dict[str, str]:
@@ -53,16 +68,32 @@ def test_every_chapter_is_copied(edition):
 
 
 def split_solutions(notebook) -> tuple[list, list]:
-    """The cells of ``notebook`` that belong to solutions (tagged ``solution``, or
-    between ``{solution-start}`` and ``{solution-end}``, markers included), and the others."""
+    """The cells of ``notebook`` that belong to solutions (tagged ``solution`` or
+    ``solution-check``, or between ``{solution-start}`` and ``{solution-end}``,
+    markers included), and the others."""
     solution, other, inside = [], [], False
     for cell in notebook.cells:
         if "{solution-start}" in cell.source:
             inside = True
-        (solution if inside or is_solution(cell) else other).append(cell)
+        removed = inside or is_solution(cell) or is_solution_check(cell)
+        (solution if removed else other).append(cell)
         if "{solution-end}" in cell.source:
             inside = False
     return solution, other
+
+
+def expected_blanks(notebook) -> int:
+    """One blank per ``{solution-start}`` gate, plus one per ``solution`` cell
+    outside a gate."""
+    blanks, inside = 0, False
+    for cell in notebook.cells:
+        if "{solution-start}" in cell.source:
+            inside, blanks = True, blanks + 1
+        elif "{solution-end}" in cell.source:
+            inside = False
+        elif not inside and is_solution(cell) and not is_solution_check(cell):
+            blanks += 1
+    return blanks
 
 
 @pytest.mark.parametrize("source", NOTEBOOKS, ids=lambda path: path.stem)
@@ -72,7 +103,8 @@ def test_solutions_are_blanked_and_the_rest_kept(edition, source):
     nbformat.validate(copy)
 
     stubs = [cell for cell in copy.cells if is_solution(cell)]
-    assert len(stubs) == sum(is_solution(cell) for cell in original.cells), "one blank each"
+    assert len(stubs) == expected_blanks(original), "one blank per solution"
+    assert not any(is_solution_check(cell) for cell in copy.cells), "checks of solutions go"
     for stub in stubs:
         assert stub.cell_type == "code" and stub.source == STUB
         assert stub.outputs == [] and stub.execution_count is None
@@ -97,9 +129,7 @@ def test_solutions_are_blanked_and_the_rest_kept(edition, source):
 
 
 def test_out_folder_may_not_be_the_sources(capsys):
-    spec = importlib.util.spec_from_file_location("student_edition", SCRIPT)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script(SCRIPT)
     with pytest.raises(SystemExit):
         script.main(["--out", str(ROOT / "notebooks")])
     assert "would overwrite the source notebooks" in capsys.readouterr().err
@@ -117,3 +147,138 @@ def test_the_copy_runs_top_to_bottom(edition):
     ).execute()
     stubs = [cell for cell in copy.cells if is_solution(cell)]
     assert all(cell.execution_count for cell in stubs)
+
+
+# --- small notebooks made on the spot ----------------------------------------------
+
+
+def code(source: str, tags=(), outputs=None, count=None):
+    cell = nbformat.v4.new_code_cell(source)
+    cell.metadata["tags"] = list(tags)
+    cell.outputs = outputs or []
+    cell.execution_count = count
+    return cell
+
+
+def markdown(source: str):
+    return nbformat.v4.new_markdown_cell(source)
+
+
+def exercise_notebook() -> nbformat.NotebookNode:
+    """An exercise with its solution and a hidden check of that solution."""
+    stored = [nbformat.v4.new_output("stream", name="stdout", text="42\n")]
+    return nbformat.v4.new_notebook(
+        cells=[
+            code("import math", tags=["remove-cell"]),
+            markdown("```{exercise}\n:label: demo-ex-answer\n\nCompute the answer.\n```"),
+            markdown("```{solution-start} demo-ex-answer\n:class: dropdown\n```"),
+            code("answer = 6 * 7\nprint(answer)", ["solution"], stored, 2),
+            markdown("```{solution-end}\n```"),
+            code("assert answer == 42", tags=["remove-cell", "solution-check"]),
+            code("assert math.pi > 3", tags=["remove-cell"]),
+        ]
+    )
+
+
+def test_student_copy_drops_the_checks_of_solutions_and_keeps_the_others():
+    script = load_script(SCRIPT)
+    copy = script.student_copy(exercise_notebook())
+    sources = [cell.source for cell in copy.cells]
+    assert "assert answer == 42" not in sources, "the check would fail on the blank"
+    assert "answer = 6 * 7\nprint(answer)" not in sources
+    assert STUB in sources
+    assert "assert math.pi > 3" in sources, "checks of the chapter's own claims stay"
+    assert sources[0] == "import math"
+
+
+def test_student_copy_of_a_notebook_with_a_check_runs(tmp_path):
+    """Without dropping the check, running the copy fails with a NameError."""
+    script = load_script(SCRIPT)
+    copy = script.student_copy(exercise_notebook())
+    NotebookClient(copy, timeout=120, kernel_name="python3").execute()
+    assert all(cell.execution_count for cell in copy.cells if cell.cell_type == "code")
+
+
+def hidden_cells_notebook() -> nbformat.NotebookNode:
+    stored = [nbformat.v4.new_output("stream", name="stdout", text="stored\n")]
+    visible = code("print('stored')", outputs=stored, count=3)
+    visible.metadata["execution"] = {"iopub.execute_input": "2026-01-01T00:00:00Z"}
+    return nbformat.v4.new_notebook(
+        cells=[
+            code("raise SystemExit('never run')", ["remove-cell"], stored, 1),
+            visible,
+            markdown("Some prose."),
+            code("x = 1", tags=["remove-cell", "nbval-ignore-output"], count=4),
+        ]
+    )
+
+
+def test_normalise_metadata_collapses_hidden_cells_only():
+    refresh = load_script(REFRESH)
+    notebook = hidden_cells_notebook()
+    assert refresh.normalise_metadata(notebook) == 3
+    hidden, visible, prose, other_hidden = notebook.cells
+    for cell in (hidden, other_hidden):
+        assert cell.metadata["jupyter"] == {"source_hidden": True}
+        assert cell.metadata["cellView"] == "form"
+        assert refresh.is_collapsed(cell)
+    assert other_hidden.metadata["tags"] == ["remove-cell", "nbval-ignore-output"]
+    assert not refresh.is_collapsed(visible) and "jupyter" not in visible.metadata
+    assert "execution" not in visible.metadata, "timestamps are dropped"
+    assert not refresh.is_collapsed(prose)
+    assert refresh.normalise_metadata(notebook) == 0, "a second pass changes nothing"
+
+
+def test_refresh_without_executing_keeps_outputs_and_counts(tmp_path, capsys):
+    refresh = load_script(REFRESH)
+    path = tmp_path / "demo.ipynb"
+    nbformat.write(hidden_cells_notebook(), path)
+    assert refresh.main(["--no-execute", str(path)]) == 0
+    assert "normalised  demo.ipynb" in capsys.readouterr().out
+    notebook = nbformat.read(path, as_version=4)
+    nbformat.validate(notebook)
+    before = hidden_cells_notebook()
+    for cell, original in zip(notebook.cells, before.cells, strict=True):
+        assert cell.source == original.source
+        if cell.cell_type == "code":
+            assert cell.outputs == original.outputs, "nothing was run"
+            assert cell.execution_count == original.execution_count
+    assert refresh.is_collapsed(notebook.cells[0])
+
+
+def test_refresh_executes_and_collapses(tmp_path):
+    refresh = load_script(REFRESH)
+    path = tmp_path / "demo.ipynb"
+    notebook = nbformat.v4.new_notebook(
+        cells=[code("secret = 6 * 7", ["remove-cell"]), code("print(secret)")]
+    )
+    nbformat.write(notebook, path)
+    refresh.refresh(path)
+    hidden, shown = nbformat.read(path, as_version=4).cells
+    assert refresh.is_collapsed(hidden) and not refresh.is_collapsed(shown)
+    assert (hidden.execution_count, shown.execution_count) == (1, 2)
+    assert shown.outputs[0]["text"] == "42\n"
+    assert "execution" not in shown.metadata, "no timestamps are recorded"
+
+
+def test_refresh_refuses_a_missing_notebook(tmp_path, capsys):
+    refresh = load_script(REFRESH)
+    with pytest.raises(SystemExit):
+        refresh.main(["--no-execute", str(tmp_path / "nothing.ipynb")])
+    assert "no such notebook" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_hidden_cells_are_collapsed_in_jupyter_and_colab(path):
+    """Run ``scripts/refresh_notebooks.py --no-execute`` to fix a failure here."""
+    refresh = load_script(REFRESH)
+    cells = nbformat.read(path, as_version=4).cells
+    open_cells = [
+        cell.source.splitlines()[0] if cell.source else "(empty)"
+        for cell in cells
+        if refresh.is_hidden(cell) and not refresh.is_collapsed(cell)
+    ]
+    assert not open_cells, (
+        f"{path.name}: remove-cell cells not collapsed in Jupyter and Colab (run "
+        f"scripts/refresh_notebooks.py --no-execute {path.name}): {open_cells}"
+    )
