@@ -1,19 +1,19 @@
 """The book: its sources agree with each other, and it builds cleanly into a site
 that hides what it should, shows exercises as such and has no broken links.
 
-The site is built once per test session (``built_book``), from the stored notebook
-outputs, with the command the README gives: ``jupyter-book build -W -n --keep-going``.
-``tests/test_browser.py`` opens the same build in a browser.
+It also holds every chapter to the book's conventions (CONTRIBUTING.md): a summary, a
+questionnaire and exercises; short code cells; glossary terms that exist; links and
+names that follow the chapters' numbers.
+
+The site is built once per test session (the ``built_book`` fixture of conftest.py),
+from the stored notebook outputs, with the command the README gives:
+``jupyter-book build -W -n --keep-going``. ``tests/test_browser.py`` opens the same
+build in a browser.
 """
 
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-import time
-from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -88,54 +88,14 @@ def tags(cell) -> list[str]:
     return cell.metadata.get("tags", [])
 
 
-# --- the build, once per session -------------------------------------------------
-
-
-@dataclass
-class Build:
-    html: Path  # the built site
-    log: str  # everything the build printed
-    returncode: int
-    seconds: float
-
-
-@cache
-def _build(out: Path) -> Build:
-    command = [
-        sys.executable,
-        "-c",
-        "from jupyter_book.cli.main import main; main()",
-        *("build", "-W", "-n", "--keep-going", "--path-output", str(out), str(ROOT)),
-    ]
-    start = time.perf_counter()
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    seconds = time.perf_counter() - start
-    return Build(out / "_build" / "html", result.stdout + result.stderr, result.returncode, seconds)
-
-
-_BUILD_DIR: list[Path] = []
-
-
-def build_book(tmp_path_factory: pytest.TempPathFactory) -> Build:
-    """Build the book into a fresh temporary folder, once per session."""
-    if not _BUILD_DIR:
-        _BUILD_DIR.append(tmp_path_factory.mktemp("book"))
-    build = _build(_BUILD_DIR[0])
-    if not (build.html / "index.html").is_file():
-        pytest.fail(f"the book did not build:\n{build.log[-5000:]}")
-    return build
-
-
-@pytest.fixture(scope="session")
-def built_book(tmp_path_factory) -> Build:
-    return build_book(tmp_path_factory)
+# --- helpers for the built site ---------------------------------------------------
 
 
 def soup(path: Path) -> BeautifulSoup:
     return BeautifulSoup(path.read_text(encoding="utf-8"), "html.parser")
 
 
-def page_html(build: Build, page: str) -> Path:
+def page_html(build, page: str) -> Path:
     return build.html / f"{page}.html"
 
 
@@ -258,6 +218,253 @@ def test_every_exercise_has_a_collapsed_solution_of_tagged_cells(path):
                 f"{path.name}: code cells between solution-start and solution-end, and only "
                 f"those, are tagged solution:\n{cell.source[:200]}"
             )
+
+
+# --- the chapters' conventions (CONTRIBUTING.md) ---------------------------------
+
+#: Code cells allowed past the limits, by notebook and the cell's first line, each
+#: with the reason. Keep it short: split the cell instead where you can.
+LONG_CELL_EXEMPTIONS: dict[tuple[str, str], str] = {}
+MAX_CELL_LINES, MAX_CELL_COLUMNS = 15, 79
+
+
+def markdown_sections(path: Path) -> dict[str, str]:
+    """The Markdown of each ``##`` section of a notebook, by heading, in order."""
+    sections: dict[str, list[str]] = {}
+    current = None
+    for cell in read_notebook(path).cells:
+        if cell.cell_type != "markdown":
+            continue
+        for line in cell.source.splitlines():
+            if heading := re.match(r"^## +(.+?)\s*$", line):
+                current = heading[1]
+                sections[current] = []
+            elif current is not None:
+                sections[current].append(line)
+    return {heading: "\n".join(lines) for heading, lines in sections.items()}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_chapter_ends_with_summary_questionnaire_and_exercises(path):
+    headings = list(markdown_sections(path))
+    ending = ["Summary", "Questionnaire", "Exercises"]
+    missing = [heading for heading in ending if heading not in headings]
+    assert not missing, f"{path.name} has no ## {', ## '.join(missing)}"
+    assert headings[-3:] == ending, (
+        f"{path.name}: the last sections must be {ending}, in that order; found {headings[-3:]}"
+    )
+
+
+def questions(questionnaire: str) -> list[str]:
+    """The numbered questions of a questionnaire, each with its text up to the next."""
+    starts = [match.start() for match in re.finditer(r"^\d+\. ", questionnaire, re.M)]
+    return [questionnaire[a:b] for a, b in zip(starts, [*starts[1:], len(questionnaire)])]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_questionnaire_has_8_to_10_questions_with_folded_answers(path):
+    questionnaire = markdown_sections(path).get("Questionnaire")
+    assert questionnaire is not None, f"{path.name} has no ## Questionnaire"
+    found = questions(questionnaire)
+    assert 8 <= len(found) <= 10, f"{path.name}: {len(found)} questions, not 8 to 10"
+    for question in found:
+        first = question.splitlines()[0]
+        folded = re.search(
+            r"<details>\s*<summary>[^<]+</summary>\s*\S.*?</details>", question, re.S
+        )
+        assert folded, f"{path.name}: no folded <details> answer after {first!r}"
+        asked = question[: question.index("<details>")]
+        assert "?" in asked or asked.rstrip().endswith("."), f"not a question: {first!r}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_two_to_four_exercises(path):
+    cells = read_notebook(path).cells
+    text = "\n".join(cell.source for cell in cells if cell.cell_type == "markdown")
+    exercises_at = re.search(r"^## +Exercises\s*$", text, re.M)
+    assert exercises_at, f"{path.name} has no ## Exercises"
+    count = len(re.findall(r"^```+\{exercise\}", text[exercises_at.end() :], re.M))
+    assert 2 <= count <= 4, f"{path.name}: {count} exercises under ## Exercises, not 2 to 4"
+
+
+def long_cells(path: Path) -> list[str]:
+    problems = []
+    for cell in read_notebook(path).cells:
+        if cell.cell_type != "code" or not cell.source.strip():
+            continue
+        lines = cell.source.splitlines()
+        if (path.name, lines[0]) in LONG_CELL_EXEMPTIONS:
+            continue
+        if len(lines) > MAX_CELL_LINES:
+            problems.append(f"{len(lines)} lines: {lines[0]!r}")
+        problems += [
+            f"{len(line)} columns: {line!r}" for line in lines if len(line) > MAX_CELL_COLUMNS
+        ]
+    return problems
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_code_cells_are_short_and_narrow(path):
+    """At most 15 lines and 79 columns: the book shows about 80 columns before a
+    code block scrolls sideways, and a short cell is one idea."""
+    problems = long_cells(path)
+    assert not problems, (
+        f"{path.name}: code cells over {MAX_CELL_LINES} lines or {MAX_CELL_COLUMNS} "
+        "columns:\n" + "\n".join(problems)
+    )
+
+
+def test_cell_exemptions_name_existing_cells():
+    for (name, first_line), reason in LONG_CELL_EXEMPTIONS.items():
+        assert reason.strip(), f"exemption of {name} without a reason"
+        cells = read_notebook(ROOT / "notebooks" / name).cells
+        assert any(c.source.splitlines()[:1] == [first_line] for c in cells), (
+            f"stale exemption: {name} has no cell starting {first_line!r}"
+        )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_no_notebook_looks_up_globals(path):
+    """A check that needs an exercise's solution is tagged ``solution-check`` (the
+    student edition drops it) instead of testing ``globals()`` for a name."""
+    for cell in read_notebook(path).cells:
+        if cell.cell_type == "code":
+            assert not re.search(r"\b(globals|locals)\(\)", cell.source), (
+                f"{path.name}: a cell uses globals()/locals(): {cell.source[:120]!r}"
+            )
+
+
+def colab_url(page: str) -> str:
+    return f"https://colab.research.google.com/github/{OWNER_REPO}/blob/{BRANCH}/{page}.ipynb"
+
+
+@pytest.mark.parametrize("name", ["README.md", "book/intro.md"])
+def test_every_chapter_has_a_colab_link(name):
+    text = (ROOT / name).read_text(encoding="utf-8")
+    missing = [page for page in CHAPTERS if colab_url(page) not in text]
+    assert not missing, f"{name} has no Colab link for {missing}"
+
+
+def glossary_terms() -> set[str]:
+    """The terms of ``book/glossary.md``'s ``{glossary}`` directive, lowercased
+    (Sphinx matches terms without regard to case)."""
+    text = (ROOT / "book" / "glossary.md").read_text(encoding="utf-8")
+    block = re.search(r"^(```+)\{glossary\}[^\n]*\n(.*?)^\1\s*$", text, re.M | re.S)
+    assert block, "book/glossary.md has no ```{glossary} directive"
+    return {
+        line.strip().lower()
+        for line in block[2].splitlines()
+        if line.strip() and not line[0].isspace() and not line.startswith(":")
+    }
+
+
+#: Terms the chapters rely on.
+REQUIRED_TERMS = (
+    "logit", "epoch", "batch", "tensor", "dtype", "loss", "gradient", "learning rate",
+    "optimizer", "parameter", "ReLU", "softmax", "cross-entropy", "dropout",
+    "overfitting", "validation set", "test set", "normalisation", "augmentation",
+    "state_dict", "checkpoint", "leaf tensor", "autograd", "device", "pinned memory",
+    "PIL", "one-cycle schedule", "weight decay", "regularisation", "DataLoader",
+    "transform", "throughput",
+)  # fmt: skip
+TERM_ROLE = re.compile(r"\{term\}`(?P<text>[^`<]*?)(?:\s*<(?P<target>[^`>]+)>)?`")
+
+
+def book_texts() -> dict[str, str]:
+    """The Markdown of every page and notebook of the book, by file name."""
+    texts = {
+        path.name: "\n".join(c.source for c in read_notebook(path).cells) for path in NOTEBOOKS
+    }
+    for path in sorted((ROOT / "book").glob("*.md")):
+        texts[f"book/{path.name}"] = path.read_text(encoding="utf-8")
+    return texts
+
+
+def test_every_term_used_is_in_the_glossary():
+    terms = glossary_terms()
+    missing = sorted(term for term in REQUIRED_TERMS if term.lower() not in terms)
+    assert not missing, f"book/glossary.md lacks {missing}"
+    unknown = sorted(
+        f"{name}: {match['target'] or match['text']}"
+        for name, text in book_texts().items()
+        for match in TERM_ROLE.finditer(text)
+        if (match["target"] or match["text"]).strip().lower() not in terms
+    )
+    assert not unknown, "{term} roles without a glossary entry:\n" + "\n".join(unknown)
+
+
+def test_glossary_entries_link_to_a_chapter():
+    text = (ROOT / "book" / "glossary.md").read_text(encoding="utf-8")
+    block = text.split("{glossary}", 1)[1].rsplit("```", 1)[0]
+    entries = [entry.strip() for entry in re.split(r"\n\s*\n(?=\S)", block)]
+    unlinked = [
+        entry.splitlines()[0]
+        for entry in entries
+        if entry
+        and not entry.startswith(":")
+        and "../notebooks/" not in entry
+        and "(draw.md)" not in entry
+    ]
+    assert not unlinked, f"glossary entries without a link to a chapter: {unlinked}"
+
+
+#: A notebook's name in a link or a path: ``03_training.ipynb``, ``notebooks/03_training``.
+NOTEBOOK_NAME = re.compile(r"\b(\d\d_[a-z][a-z0-9_]*)(?:\.ipynb\b|(?=[#)\s`'\"]))")
+#: A link whose text names a chapter number: ``[chapter 4](04_faster.ipynb#...)``.
+CHAPTER_LINK = re.compile(
+    r"\[[^\]]*?\b[Cc]hapters? (?P<number>\d+)[^\]]*\]\((?:\.\./notebooks/)?"
+    r"(?P<file>\d\d)_[a-z0-9_]+\.ipynb"
+)
+
+
+def project_texts() -> dict[str, str]:
+    """Every source a reader or a maintainer reads, by path."""
+    texts = {name: text for name, text in book_texts().items()}
+    for pattern in (
+        "*.md",
+        "_toc.yml",
+        "mnist_helpers/*.py",
+        "scripts/*.py",
+        "tests/*.py",
+        "benchmarks/*.py",
+    ):
+        for path in sorted(ROOT.glob(pattern)):
+            texts[str(path.relative_to(ROOT))] = path.read_text(encoding="utf-8")
+    return texts
+
+
+def test_no_stale_notebook_names():
+    """After the chapters were renumbered, every notebook name anywhere is a chapter
+    that exists."""
+    existing = {path.stem for path in NOTEBOOKS}
+    stale = sorted(
+        {
+            f"{name}: {match[1]}"
+            for name, text in project_texts().items()
+            for match in NOTEBOOK_NAME.finditer(text)
+            if match[1] not in existing
+        }
+    )
+    assert not stale, "names of notebooks that do not exist:\n" + "\n".join(stale)
+
+
+def test_chapter_links_name_the_chapter_they_point_to():
+    """``[chapter 4](04_faster.ipynb)``: the number in the text is the file's."""
+    wrong = sorted(
+        f"{name}: {match[0]}"
+        for name, text in book_texts().items()
+        for match in CHAPTER_LINK.finditer(text)
+        if int(match["number"]) != int(match["file"])
+    )
+    assert not wrong, "links whose chapter number is not the file's:\n" + "\n".join(wrong)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_title_carries_the_chapter_number(path):
+    first = read_notebook(path).cells[0]
+    title = re.match(r"# +(\d+)\. ", first.source)
+    assert first.cell_type == "markdown" and title, f"{path.name}: no '# N. Title' first"
+    assert int(title[1]) == int(path.name[:2]), f"{path.name} is titled {first.source[:40]!r}"
 
 
 def test_helpers_page_documents_every_public_name(built_book):
