@@ -2,7 +2,9 @@
 
 Each page must show its title, its figures (every image loaded), its math rendered
 by the local MathJax (no raw TeX left), its solutions collapsed, and load nothing
-that is missing. A screenshot of each page goes to ``_build/screenshots/``.
+that is missing; and no code block or output may scroll sideways at the theme's
+default width (a 1280-pixel window). A screenshot of each page goes to
+``_build/screenshots/``. The site is the ``built_book`` of conftest.py.
 
 Needs ``chromium`` and ``chromedriver`` (Debian: ``apt-get install chromium
 chromium-driver``). Without them the test is skipped, or fails when ``CI=true``.
@@ -15,9 +17,11 @@ import re
 import shutil
 from pathlib import Path
 
+import nbformat
 import pytest
-from test_book import CHAPTERS, PAGES, ROOT, build_book, read_notebook, source_of, tags
+import yaml
 
+ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -31,6 +35,41 @@ FLAGS = [
     "--no-first-run",
     "--window-size=1280,900",
 ]
+
+
+def toc_pages(entries=None) -> list[str]:
+    """Every page of ``_toc.yml`` in reading order, the root first."""
+    if entries is None:
+        toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+        return [toc["root"], *toc_pages(toc.get("parts", [])), *toc_pages(toc.get("chapters", []))]
+    pages = []
+    for entry in entries:
+        if "file" in entry:
+            pages.append(entry["file"])
+        for key in ("chapters", "sections"):
+            pages += toc_pages(entry.get(key, []))
+    return pages
+
+
+PAGES = toc_pages()
+CHAPTERS = [page for page in PAGES if page.startswith("notebooks/")]
+
+
+def source_of(page: str) -> Path:
+    """The source file of a ``_toc.yml`` entry (``book/intro`` -> ``book/intro.md``)."""
+    for suffix in (".md", ".ipynb"):
+        if (path := ROOT / f"{page}{suffix}").is_file():
+            return path
+    raise FileNotFoundError(f"_toc.yml lists {page}, but neither {page}.md nor .ipynb exists")
+
+
+def read_notebook(path: Path) -> nbformat.NotebookNode:
+    return nbformat.read(path, as_version=4)
+
+
+def tags(cell) -> list[str]:
+    return cell.metadata.get("tags", [])
+
 
 #: Console errors of the book's theme and extensions that do not affect the page:
 #: sphinx-thebe declares its settings twice (Thebe is not used), and the theme
@@ -90,8 +129,8 @@ def driver(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Path:
-    return build_book(tmp_path_factory).html
+def site(built_book) -> Path:
+    return built_book.html
 
 
 def expected_title(page: str) -> str:
@@ -179,3 +218,33 @@ def test_page_in_browser(driver, site, page):
         and not any(p.search(entry["message"]) for p in HARMLESS_CONSOLE_ERRORS)
     ]
     assert not problems, "\n".join(problems)
+
+
+#: Every code block and every cell output that scrolls sideways: its width, the
+#: width it is shown in, and its first line.
+SIDEWAYS = """
+const selectors = ["div.highlight pre", ".output pre", ".cell_output"];
+const found = [];
+for (const element of document.querySelectorAll(selectors.join(","))) {
+    if (element.offsetParent === null) continue;  // not shown (a folded solution)
+    if (element.scrollWidth > element.clientWidth + 1) {
+        const line = element.innerText.split("\\n").find(l => l.trim()) || "";
+        found.push([element.scrollWidth, element.clientWidth, line.slice(0, 100)]);
+    }
+}
+return found;
+"""
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_nothing_scrolls_sideways(driver, site, page):
+    """At the default width no code cell and no output needs a horizontal scroll bar:
+    code cells stay within 79 columns, and printed output within the same width."""
+    driver.get((site / f"{page}.html").as_uri())
+    driver.execute_async_script(WAIT_FOR_PAGE)
+    width = driver.execute_script("return window.innerWidth;")
+    assert width >= 1200, f"the window is {width} px wide, not the theme's default"
+    wide = driver.execute_script(SIDEWAYS)
+    assert not wide, f"{page}: blocks that scroll sideways at {width} px:\n" + "\n".join(
+        f"  {scroll} px in {client} px: {line!r}" for scroll, client, line in wide
+    )
