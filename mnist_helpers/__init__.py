@@ -3,11 +3,13 @@
 Each helper does a chore the book has already taught in full, so later chapters
 can focus on their own topic. Modules by concern:
 
-* :mod:`mnist_helpers.data`: locate, verify and load MNIST (chapter 1)
+* :mod:`mnist_helpers.data`: locate, verify and load MNIST (chapter 1); batch it
+  from memory, with random shifts (chapter 4)
 * :mod:`mnist_helpers.model`: the MLP (chapter 2)
 * :mod:`mnist_helpers.training`: the training loop and evaluation (chapter 3)
 * :mod:`mnist_helpers.checkpoints`: atomic, resumable checkpoints (chapter 3)
-* :mod:`mnist_helpers.recipe`: chapter 3's final training recipe (chapters 3 and 4)
+* :mod:`mnist_helpers.recipe`: chapter 4's final training recipe, also a command:
+  ``python -m mnist_helpers.recipe``
 * :mod:`mnist_helpers.runtime`: device choice and seeding (chapters 1 and 8)
 * :mod:`mnist_helpers.plots`: figures (chapters 1, 3 and 4)
 """
@@ -18,6 +20,7 @@ from .data import (
     MNIST_MEAN,
     MNIST_STD,
     MNISTDataError,
+    ShiftedLoader,
     TensorLoader,
     data_dir,
     ensure_mnist,
@@ -35,16 +38,22 @@ from .plots import (
     show_images,
     show_predictions,
 )
-from .recipe import (
-    FINAL_EPOCHS,
-    FINAL_RECIPE,
-    Recipe,
-    ShiftedLoader,
-    load_final_model,
-    train_final_model,
-)
 from .runtime import get_device, seed_everything, seed_worker, synchronize
 from .training import Evaluation, evaluate, fit, train_epoch
+
+# The recipe's names load on first use (PEP 562), so that the package does not import
+# mnist_helpers.recipe itself: `python -m mnist_helpers.recipe` then runs it cleanly,
+# without runpy's warning about a module imported before it runs.
+_RECIPE_NAMES = ("FINAL_EPOCHS", "FINAL_RECIPE", "Recipe", "load_final_model", "train_final_model")
+
+
+def __getattr__(name: str):
+    if name in _RECIPE_NAMES:
+        from . import recipe
+
+        return getattr(recipe, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CheckpointError",
@@ -83,3 +92,7 @@ __all__ = [
     "train_final_model",
     "train_val_split",
 ]
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -33,6 +33,7 @@ __all__ = [
     "MNIST_MEAN",
     "MNIST_STD",
     "MNISTDataError",
+    "ShiftedLoader",
     "TensorLoader",
     "data_dir",
     "ensure_mnist",
@@ -272,3 +273,31 @@ class TensorLoader:
                     self.X[start : start + self.batch_size],
                     self.y[start : start + self.batch_size],
                 )
+
+
+class ShiftedLoader:
+    """The batches of ``loader``, each moved by a random ``-max_shift..max_shift``
+    pixels down and right (``torch.roll``; MNIST's borders are blank): the data
+    augmentation of chapter 4's final recipe.
+
+    One shift per batch, drawn from the loader's seeded ``generator`` (which
+    checkpoints save), so runs stay reproducible and resume exactly.
+    """
+
+    def __init__(self, loader, max_shift: int = 1):
+        if max_shift < 0:
+            raise ValueError(f"max_shift must be 0 or more pixels, got {max_shift}")
+        self.loader = loader
+        self.max_shift = max_shift
+        self.generator = loader.generator
+        self.dataset = getattr(loader, "dataset", None)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for X, y in self.loader:
+            dy, dx = torch.randint(
+                -self.max_shift, self.max_shift + 1, (2,), generator=self.generator
+            ).tolist()
+            yield X.roll(shifts=(dy, dx), dims=(2, 3)), y

@@ -16,7 +16,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoints import load_checkpoint, save_checkpoint
+from .checkpoints import (
+    CheckpointError,
+    best_path,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
 
 __all__ = ["Evaluation", "evaluate", "fit", "train_epoch"]
 
@@ -118,8 +124,9 @@ def fit(
 
     Returns the history: per epoch ``train_loss``, ``train_acc``, ``val_loss``,
     ``val_acc`` and ``seconds``. With ``checkpoint_path`` a checkpoint (model,
-    optimizer, scheduler, epoch, history, random state) is saved after every epoch
-    and, when ``resume`` is true and it exists, training continues from it: the
+    optimizer, scheduler, the loader's generator, epoch, history, and the random state
+    of the CPU and of the GPU in use) is saved after every epoch and, when ``resume``
+    is true and it exists, training continues from it, random state included: the
     result is the same as an uninterrupted run. The best model by validation loss is
     saved next to it as ``<name>.best.pt`` and, with ``restore_best``, loaded back
     into ``model`` at the end. ``log`` prints one plain-text line per epoch.
@@ -129,20 +136,29 @@ def fit(
     model.to(device)
     generator = getattr(train_loader, "generator", None)
     history = {key: [] for key in ("train_loss", "train_acc", "val_loss", "val_acc", "seconds")}
-    best_path = None
+    best_state = copy.deepcopy(model.state_dict())
+    best_file = None
     if checkpoint_path is not None:
         checkpoint_path = Path(checkpoint_path)
-        best_path = checkpoint_path.with_suffix(".best.pt")
+        best_file = best_path(checkpoint_path)
         if resume and checkpoint_path.is_file():
+            # The best weights first: a stale or damaged best file stops here, before
+            # the model is changed.
+            saved = read_checkpoint(checkpoint_path, map_location=device)["history"]
+            if saved.get("val_loss"):
+                best_state = _best_state_of_run(model, saved, best_file, device)
             checkpoint = load_checkpoint(
-                checkpoint_path, model, optimizer, scheduler, generator, map_location=device
+                checkpoint_path,
+                model,
+                optimizer,
+                scheduler,
+                generator,
+                map_location=device,
+                restore_rng=True,
             )
             history = checkpoint["history"]
             log(f"resumed from {checkpoint_path.name} after epoch {checkpoint['epoch']}")
     best_loss = min(history["val_loss"], default=float("inf"))
-    best_state = copy.deepcopy(model.state_dict())
-    if best_path is not None and best_path.is_file() and history["val_loss"]:
-        best_state = torch.load(best_path, map_location=device, weights_only=True)["model"]
 
     for epoch in range(len(history["val_loss"]) + 1, num_epochs + 1):
         start = time.perf_counter()
@@ -159,8 +175,8 @@ def fit(
         if improved:
             best_loss = result.loss
             best_state = copy.deepcopy(model.state_dict())
-            if best_path is not None:
-                save_checkpoint(best_path, model, epoch=epoch, history=history)
+            if best_file is not None:
+                save_checkpoint(best_file, model, epoch=epoch, history=history)
         if checkpoint_path is not None:
             save_checkpoint(checkpoint_path, model, optimizer, epoch, history, scheduler, generator)
         log(
@@ -174,3 +190,17 @@ def fit(
         best_epoch = history["val_loss"].index(min(history["val_loss"])) + 1
         log(f"restored the best model: epoch {best_epoch}, val loss {best_loss:.4f}")
     return history
+
+
+def _best_state_of_run(model: nn.Module, history: dict, best_file: Path, device) -> dict:
+    """The weights of the best epoch so far of a resumed run, from its best file."""
+    best_epoch = history["val_loss"].index(min(history["val_loss"])) + 1
+    probe = copy.deepcopy(model)
+    checkpoint = load_checkpoint(best_file, probe, map_location=device)
+    if checkpoint["epoch"] != best_epoch:
+        raise CheckpointError(
+            f"{best_file} holds epoch {checkpoint['epoch']}, but the best epoch of the "
+            f"run being resumed is {best_epoch}: it belongs to another run. Delete both "
+            "checkpoints to train afresh, or pass resume=False."
+        )
+    return probe.state_dict()

@@ -1,11 +1,15 @@
-"""Shared fixtures: a headless matplotlib, tiny MNIST files written on the fly, and
-the real MNIST (skipped with a reason where it is absent)."""
+"""Shared fixtures: the repository's paths, a headless matplotlib, tiny MNIST files
+written on the fly, the real MNIST (skipped with a reason where it is absent), a
+comparison of model weights, and the book built once per test session."""
 
 from __future__ import annotations
 
 import gzip
 import hashlib
 import struct
+import subprocess
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +24,10 @@ import torch  # noqa: E402
 
 import mnist_helpers.data as data_module  # noqa: E402
 from mnist_helpers.data import MNIST_FILES, MNISTFile, data_dir, raw_dir  # noqa: E402
+
+#: The repository's root, and its notebooks.
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
 
 # The tests use small tensors, for which a second thread costs more than it saves; one
 # thread also keeps them fast when other processes share the CPU. Results do not depend
@@ -137,3 +145,75 @@ def real_test(real_root):
 def _close_figures():
     yield
     plt.close("all")
+
+
+# --- paths ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    """The root of the repository checkout the tests run from."""
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def notebook_paths() -> list[Path]:
+    """Every chapter notebook, in order."""
+    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
+# --- model weights ------------------------------------------------------------------------
+
+
+def _state(model_or_state) -> dict:
+    if isinstance(model_or_state, torch.nn.Module):
+        return model_or_state.state_dict()
+    return model_or_state
+
+
+def states_equal(a, b) -> bool:
+    """Whether two models (or state dicts) have the same names and bit-identical tensors."""
+    a, b = _state(a), _state(b)
+    return a.keys() == b.keys() and all(torch.equal(a[k].cpu(), b[k].cpu()) for k in a)
+
+
+@pytest.fixture(name="states_equal")
+def states_equal_fixture():
+    """:func:`states_equal`: ``states_equal(model_or_state, model_or_state) -> bool``."""
+    return states_equal
+
+
+# --- the book, built once per session ---------------------------------------------------
+
+
+@dataclass
+class Build:
+    html: Path  # the built site
+    log: str  # everything the build printed
+    returncode: int
+    seconds: float
+
+
+@pytest.fixture(scope="session")
+def built_book(tmp_path_factory) -> Build:
+    """The book built from the stored notebook outputs with the README's command
+    (``jupyter-book build -W -n --keep-going``) into a temporary folder, once per
+    test session; fails with the end of the build log when no site comes out."""
+    out = tmp_path_factory.mktemp("book")
+    command = [
+        sys.executable,
+        "-c",
+        "from jupyter_book.cli.main import main; main()",
+        *("build", "-W", "-n", "--keep-going", "--path-output", str(out), str(ROOT)),
+    ]
+    start = time.perf_counter()
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    build = Build(
+        out / "_build" / "html",
+        result.stdout + result.stderr,
+        result.returncode,
+        time.perf_counter() - start,
+    )
+    if not (build.html / "index.html").is_file():
+        pytest.fail(f"the book did not build:\n{build.log[-5000:]}")
+    return build

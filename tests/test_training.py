@@ -14,6 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from mnist_helpers import MLP, TensorLoader, evaluate, fit, normalize, train_epoch
+from mnist_helpers.checkpoints import best_path, read_checkpoint
 
 HISTORY_KEYS = ["train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
 
@@ -106,6 +107,58 @@ def test_train_epoch_uses_the_given_loss_function(problem):
     default, _ = train_epoch(model, train_loader, optimizer)
     summed, _ = train_epoch(model, train_loader, optimizer, nn.CrossEntropyLoss(reduction="sum"))
     assert summed == pytest.approx(16 * default, rel=1e-5)  # every batch holds 16 samples
+
+
+def test_train_epoch_and_evaluate_equal_the_loop_chapter_3_writes_out(problem, states_equal):
+    """The helpers are chapter 3's loop and validation, packaged: the same seed and
+    data give bit-identical losses, accuracies and weights."""
+    train_loader, val_loader = problem
+
+    def setup():
+        torch.manual_seed(0)
+        model = small_mlp(dropout=0.3)
+        optimizer = torch.optim.AdamW(model.parameters(), weight_decay=1e-4)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=0.05, epochs=2, steps_per_epoch=len(train_loader)
+        )
+        train_loader.generator.manual_seed(0)
+        return model, optimizer, scheduler
+
+    loss_fn = nn.CrossEntropyLoss()
+    model, optimizer, scheduler = setup()
+    written_out = []
+    for _ in range(2):
+        model.train()
+        total_loss, correct = 0.0, 0
+        for X, y in train_loader:
+            optimizer.zero_grad()
+            logits = model(X)
+            loss = loss_fn(logits, y)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total_loss += loss.item() * len(y)
+            correct += (logits.argmax(dim=1) == y).sum().item()
+        model.eval()
+        val_loss, val_correct = 0.0, 0
+        with torch.no_grad():
+            for X, y in val_loader:
+                logits = model(X)
+                val_loss += loss_fn(logits, y).item() * len(y)
+                val_correct += (logits.argmax(dim=1) == y).sum().item()
+        n, n_val = len(train_loader.dataset), len(val_loader.dataset)
+        written_out.append((total_loss / n, correct / n, val_loss / n_val, val_correct / n_val))
+
+    helper, optimizer, scheduler = setup()
+    packaged = []
+    for _ in range(2):
+        train_loss, train_acc = train_epoch(helper, train_loader, optimizer, scheduler=scheduler)
+        result = evaluate(helper, val_loader)
+        packaged.append((train_loss, train_acc, result.loss, result.accuracy))
+    for ours, theirs in zip(packaged, written_out):
+        assert ours[:3] == theirs[:3]  # the losses exactly, not approximately
+        assert ours[3] == pytest.approx(theirs[3], abs=1e-7)  # (evaluate: a float32 mean)
+    assert states_equal(helper, model)
 
 
 # --- evaluate ------------------------------------------------------------------------
@@ -229,22 +282,20 @@ def _sabotaged_fit(problem, tmp_path, **kwargs):
     return model, history, val_loader
 
 
-def test_fit_restores_the_best_model(problem, tmp_path):
+def test_fit_restores_the_best_model(problem, tmp_path, states_equal):
     model, history, val_loader = _sabotaged_fit(problem, tmp_path)
-    best = torch.load(tmp_path / "run.best.pt", weights_only=True)
-    last = torch.load(tmp_path / "run.pt", weights_only=True)
+    best = read_checkpoint(best_path(tmp_path / "run.pt"))
+    last = read_checkpoint(tmp_path / "run.pt")
+    assert best_path(tmp_path / "run.pt") == tmp_path / "run.best.pt"
     assert best["epoch"] == 1 and last["epoch"] == 3
-    state = model.state_dict()
-    assert all(torch.equal(state[k], best["model"][k]) for k in state)
-    assert not all(torch.equal(state[k], last["model"][k]) for k in state)
+    assert states_equal(model, best["model"])
+    assert not states_equal(model, last["model"])
     assert evaluate(model, val_loader).loss == pytest.approx(history["val_loss"][0], rel=1e-6)
 
 
-def test_fit_keeps_the_last_model_without_restore_best(problem, tmp_path):
+def test_fit_keeps_the_last_model_without_restore_best(problem, tmp_path, states_equal):
     model, _, _ = _sabotaged_fit(problem, tmp_path, restore_best=False)
-    last = torch.load(tmp_path / "run.pt", weights_only=True)
-    state = model.state_dict()
-    assert all(torch.equal(state[k], last["model"][k]) for k in state)
+    assert states_equal(model, read_checkpoint(tmp_path / "run.pt")["model"])
 
 
 def test_fit_restores_the_best_model_without_checkpoints(problem):
@@ -257,9 +308,9 @@ def test_fit_restores_the_best_model_without_checkpoints(problem):
     assert evaluate(model, val_loader).loss == pytest.approx(history["val_loss"][0], rel=1e-6)
 
 
-def test_fit_resumed_keeps_the_best_model_from_before(problem, tmp_path):
+def test_fit_resumed_keeps_the_best_model_from_before(problem, tmp_path, states_equal):
     _sabotaged_fit(problem, tmp_path)  # 3 epochs; the first is the best
-    best = torch.load(tmp_path / "run.best.pt", weights_only=True)
+    best = read_checkpoint(tmp_path / "run.best.pt")
     train_loader, val_loader = problem
     model = small_mlp()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.2)
@@ -274,5 +325,4 @@ def test_fit_resumed_keeps_the_best_model_from_before(problem, tmp_path):
         log=None,
     )
     assert len(history["val_loss"]) == 4 and history["val_loss"][3] > history["val_loss"][0]
-    state = model.state_dict()
-    assert all(torch.equal(state[k], best["model"][k]) for k in state)
+    assert states_equal(model, best["model"])
