@@ -21,6 +21,7 @@ from mnist_helpers import (
     MNIST_MEAN,
     MNIST_STD,
     MNISTDataError,
+    ShiftedLoader,
     TensorLoader,
     data_dir,
     ensure_mnist,
@@ -30,8 +31,6 @@ from mnist_helpers import (
     raw_dir,
     train_val_split,
 )
-
-REPO = Path(__file__).resolve().parent.parent
 
 # --- the data location -------------------------------------------------------------
 
@@ -49,13 +48,13 @@ def test_data_dir_expands_the_home_folder(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("value", [None, ""])
-def test_data_dir_defaults_to_the_checkout(monkeypatch, value):
+def test_data_dir_defaults_to_the_checkout(monkeypatch, value, repo_root):
     if value is None:
         monkeypatch.delenv("MNIST_DATA_DIR", raising=False)
     else:
         monkeypatch.setenv("MNIST_DATA_DIR", value)
-    monkeypatch.chdir(REPO / "tests")  # not the working directory: the checkout's data/
-    assert data_dir() == REPO / "data"
+    monkeypatch.chdir(repo_root / "tests")  # not the working directory: the checkout's data/
+    assert data_dir() == repo_root / "data"
 
 
 def test_data_dir_outside_a_checkout_is_in_the_working_directory(monkeypatch, tmp_path):
@@ -86,18 +85,6 @@ def test_mnist_files_are_the_original_distribution():
 
 
 # --- loading tiny files ------------------------------------------------------------
-
-
-def test_torchvision_reads_the_tiny_files(tiny_mnist):
-    for name, data in tiny_mnist.raw_bytes.items():
-        (tiny_mnist.raw / name).write_bytes(data)
-    train = datasets.MNIST(tiny_mnist.root, train=True, download=False)
-    test = datasets.MNIST(tiny_mnist.root, train=False, download=False)
-    arrays = tiny_mnist.arrays
-    assert np.array_equal(train.data.numpy(), arrays["train-images-idx3-ubyte"])
-    assert np.array_equal(train.targets.numpy(), arrays["train-labels-idx1-ubyte"])
-    assert np.array_equal(test.data.numpy(), arrays["t10k-images-idx3-ubyte"])
-    assert np.array_equal(test.targets.numpy(), arrays["t10k-labels-idx1-ubyte"])
 
 
 def test_ensure_mnist_extracts_when_only_the_gz_files_exist(tiny_mnist):
@@ -441,3 +428,68 @@ def test_tensor_loader_shuffle_is_reproducible_with_a_seeded_generator():
 def test_tensor_loader_rejects_a_length_mismatch():
     with pytest.raises(ValueError, match="5 samples but y has 4"):
         TensorLoader(torch.zeros(5, 3), torch.zeros(4))
+
+
+# --- ShiftedLoader ----------------------------------------------------------------------
+
+
+def _lit_loader(seed=0, n=6):
+    X = torch.zeros(n, 1, 28, 28)
+    X[:, 0, 14, 14] = 1.0  # one lit pixel in the middle
+    return TensorLoader(
+        X, torch.arange(n), batch_size=2, generator=torch.Generator().manual_seed(seed)
+    )
+
+
+def _lit_pixels(loader):
+    return [tuple(X[0, 0].nonzero()[0].tolist()) for X, _ in loader]
+
+
+def test_shifted_loader_moves_each_batch_by_at_most_max_shift():
+    for max_shift in (1, 2):
+        loader = ShiftedLoader(_lit_loader(n=40), max_shift=max_shift)
+        assert len(loader) == 20 and loader.generator is loader.loader.generator
+        positions = _lit_pixels(loader) + _lit_pixels(loader)
+        offsets = {(r - 14, c - 14) for r, c in positions}
+        assert max(max(abs(dr), abs(dc)) for dr, dc in offsets) == max_shift
+        assert len(offsets) > 4  # the shifts vary from batch to batch
+    assert _lit_pixels(ShiftedLoader(_lit_loader(), max_shift=0)) == [(14, 14)] * 3
+
+
+def test_shifted_loader_shifts_a_whole_batch_alike_and_keeps_the_labels():
+    X = torch.rand(4, 1, 28, 28)
+    loader = TensorLoader(X, torch.arange(4), batch_size=4, generator=torch.Generator())
+    ((shifted, labels),) = ShiftedLoader(loader, max_shift=2)
+    assert labels.tolist() == [0, 1, 2, 3]
+    matches = [
+        (dy, dx)
+        for dy in range(-2, 3)
+        for dx in range(-2, 3)
+        if torch.equal(shifted, X.roll(shifts=(dy, dx), dims=(2, 3)))
+    ]
+    assert len(matches) == 1
+
+
+def test_shifted_loader_draws_exactly_as_chapter_4_writes_it():
+    """One ``torch.randint(-1, 2, (2,))`` per batch from the loader's generator, as the
+    chapter's own class does: the final recipe's stored results depend on it."""
+
+    def chapter_4(loader):
+        for X, y in loader:
+            dy, dx = torch.randint(-1, 2, (2,), generator=loader.generator).tolist()
+            yield X.roll(shifts=(dy, dx), dims=(2, 3)), y
+
+    X, y = torch.rand(50, 1, 28, 28), torch.arange(50)
+
+    def loader():
+        return TensorLoader(X, y, 8, shuffle=True, generator=torch.Generator().manual_seed(3))
+
+    ours, theirs = ShiftedLoader(loader()), loader()
+    for _ in range(2):  # two epochs: the generator state carries over alike
+        for (a, la), (b, lb) in zip(ours, chapter_4(theirs), strict=True):
+            assert torch.equal(a, b) and torch.equal(la, lb)
+
+
+def test_shifted_loader_rejects_a_negative_shift():
+    with pytest.raises(ValueError, match="max_shift"):
+        ShiftedLoader(_lit_loader(), max_shift=-1)

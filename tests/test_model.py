@@ -82,3 +82,19 @@ def test_dropout_zero_is_deterministic_in_train():
     model = MLP(dropout=0.0).train()
     x = torch.rand(8, 784)
     assert torch.equal(model(x), model(x))
+
+
+def test_config_builds_the_same_network_again():
+    model = MLP(hidden_sizes=(64, 32, 16), dropout=0.5, in_features=20, num_classes=3)
+    assert model.config == {
+        "hidden_sizes": [64, 32, 16],
+        "dropout": 0.5,
+        "in_features": 20,
+        "num_classes": 3,
+    }
+    again = MLP(**model.config)
+    assert again.config == model.config
+    assert {k: t.shape for k, t in again.state_dict().items()} == {
+        k: t.shape for k, t in model.state_dict().items()
+    }
+    assert MLP().config["hidden_sizes"] == [512, 512]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mnist_helpers import get_device, seed_everything, seed_worker
+from mnist_helpers import get_device, seed_everything, seed_worker, synchronize
 
 
 @pytest.mark.parametrize(
@@ -73,3 +73,18 @@ def test_seed_worker_seeds_numpy_and_random_from_torch():
     torch.manual_seed(6)
     seed_worker(1)
     assert np.random.rand() == np.random.RandomState(6).rand()
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda", "cuda:1", "mps", torch.device("cpu")])
+def test_synchronize_waits_for_the_right_device(monkeypatch, device):
+    calls = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda d=None: calls.append(("cuda", d)))
+    monkeypatch.setattr(torch.mps, "synchronize", lambda: calls.append(("mps", None)))
+    synchronize(device)
+    kind = torch.device(device).type
+    if kind == "cpu":
+        assert calls == []
+    elif kind == "cuda":
+        assert calls == [("cuda", torch.device(device))]
+    else:
+        assert calls == [("mps", None)]
