@@ -213,10 +213,14 @@ def test_every_exercise_has_a_collapsed_solution_of_tagged_cells(path):
             inside = True
         elif cell.cell_type == "markdown" and "{solution-end}" in cell.source:
             inside = False
+        elif cell.cell_type == "code" and "solution-check" in tags(cell):
+            assert "remove-cell" in tags(cell), (
+                f"{path.name}: a solution-check cell must be hidden (remove-cell) too"
+            )
         elif cell.cell_type == "code":
             assert ("solution" in tags(cell)) == inside, (
-                f"{path.name}: code cells between solution-start and solution-end, and only "
-                f"those, are tagged solution:\n{cell.source[:200]}"
+                f"{path.name}: code cells between solution-start and solution-end (other "
+                f"than hidden solution-check cells), and only those, are tagged solution:\n{cell.source[:200]}"
             )
 
 
