@@ -220,7 +220,8 @@ def test_every_exercise_has_a_collapsed_solution_of_tagged_cells(path):
         elif cell.cell_type == "code":
             assert ("solution" in tags(cell)) == inside, (
                 f"{path.name}: code cells between solution-start and solution-end (other "
-                f"than hidden solution-check cells), and only those, are tagged solution:\n{cell.source[:200]}"
+                f"than hidden solution-check cells), and only those, are tagged "
+                f"solution:\n{cell.source[:200]}"
             )
 
 
