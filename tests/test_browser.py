@@ -226,9 +226,11 @@ SIDEWAYS = """
 const selectors = ["div.highlight pre", ".output pre", ".cell_output"];
 const found = [];
 for (const element of document.querySelectorAll(selectors.join(","))) {
-    if (element.offsetParent === null) continue;  // not shown (a folded solution)
+    // Not laid out at all (display: none): nothing to measure. Folded solutions and
+    // folded figure code are laid out, and scroll once the reader unfolds them.
+    if (element.offsetParent === null) continue;
     if (element.scrollWidth > element.clientWidth + 1) {
-        const line = element.innerText.split("\\n").find(l => l.trim()) || "";
+        const line = element.textContent.split("\\n").find(l => l.trim()) || "";
         found.push([element.scrollWidth, element.clientWidth, line.slice(0, 100)]);
     }
 }
