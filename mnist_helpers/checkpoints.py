@@ -15,7 +15,7 @@ weights_only=True)``, which refuses to run code hidden in a file:
 Saving is atomic: the file is written under a temporary name and renamed over the
 old one only once complete, so an interrupted save never destroys a good
 checkpoint. Loading checks everything before it changes anything: a missing,
-damaged, foreign or unfitting file raises :class:`CheckpointError`, which says
+damaged, foreign or unfitting file raises :class:`~mnist_helpers.CheckpointError`, which says
 what is wrong and what to do, and leaves the model untouched.
 """
 
@@ -38,7 +38,7 @@ __all__ = [
     "save_checkpoint",
 ]
 
-#: The layout written by :func:`save_checkpoint`. Files without a version number
+#: The layout written by :func:`~mnist_helpers.save_checkpoint`. Files without a version number
 #: are version 1: the same layout without ``model_config`` and the GPU's random state.
 FORMAT_VERSION = 2
 
@@ -82,7 +82,7 @@ def save_checkpoint(
     """Save model, optimizer, epoch and history (plus scheduler and random-number
     states when given, for exact resuming) to ``path``, atomically. A model with a
     ``config`` dictionary (as :class:`~mnist_helpers.MLP` has) is described in the
-    file too, so :func:`model_from_checkpoint` can rebuild it. Returns ``path``."""
+    file too, so :func:`~mnist_helpers.checkpoints.model_from_checkpoint` can rebuild it. Returns ``path``."""
     path = Path(path)
     checkpoint: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
@@ -123,9 +123,9 @@ def save_checkpoint(
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device | None = "cpu") -> dict:
     """The checkpoint dictionary at ``path``, checked to be one that
-    :func:`save_checkpoint` wrote; nothing is loaded into anything.
+    :func:`~mnist_helpers.save_checkpoint` wrote; nothing is loaded into anything.
 
-    Raises :class:`CheckpointError` when the file is missing, unreadable (truncated,
+    Raises :class:`~mnist_helpers.CheckpointError` when the file is missing, unreadable (truncated,
     not a checkpoint, or holding code that ``weights_only=True`` refuses), of another
     layout, or written by a newer version of these helpers.
     """
@@ -292,7 +292,7 @@ def load_checkpoint(
     map_location: str | torch.device | None = "cpu",
     restore_rng: bool = False,
 ) -> dict:
-    """Load a checkpoint written by :func:`save_checkpoint` into ``model`` and, when
+    """Load a checkpoint written by :func:`~mnist_helpers.save_checkpoint` into ``model`` and, when
     given, the optimizer, scheduler and generator. Returns the checkpoint dictionary
     (``epoch``, ``history``, ...).
 
@@ -301,7 +301,7 @@ def load_checkpoint(
     dropout to draw the same masks as an uninterrupted run; :func:`~mnist_helpers.fit`
     asks for it when it resumes. Without it, loading leaves your random state alone.
 
-    Raises :class:`CheckpointError` when the file is missing, unreadable, from another
+    Raises :class:`~mnist_helpers.CheckpointError` when the file is missing, unreadable, from another
     architecture, or lacks or does not fit a part you asked to restore; everything
     (model, optimizer, scheduler, generator, random state) is left untouched then.
     """

@@ -1,5 +1,6 @@
-"""Let nbval apply the sanitize file wherever pytest is started from, and run the
-chapters of "Going further" in their reduced form (``MNIST_BOOK_QUICK=1``)."""
+"""Let nbval apply the sanitize file wherever pytest is started from, run the
+chapters of "Going further" in their reduced form (``MNIST_BOOK_QUICK=1``), and keep
+the kernels' OpenMP threads from spinning (``OMP_WAIT_POLICY=PASSIVE``)."""
 
 import os
 from pathlib import Path
@@ -7,6 +8,12 @@ from pathlib import Path
 # The kernels nbval starts inherit this: the long chapters run a reduced version
 # whose accuracy floors are still asserted. Set MNIST_BOOK_QUICK=0 to run them in full.
 os.environ.setdefault("MNIST_BOOK_QUICK", "1")
+
+# PyTorch's OpenMP threads spin while they wait for work. When other processes share
+# the cores, the spinning threads and the others take turns and small-batch training
+# slows down ten times or more; passive waiting gives the cores back at once (see the
+# troubleshooting page). The kernels nbval starts inherit this.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 SANITIZE_FILE = Path(__file__).with_name("nbval_sanitize.cfg")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import struct
 import subprocess
 import sys
@@ -13,7 +14,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib
+# Before torch is imported (OpenMP reads it once, when it loads): threads that wait
+# for work yield the core instead of spinning, so the tests, and the processes and
+# notebook kernels they start, keep their speed when other programs are busy. See
+# notebooks/conftest.py.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")  # before pyplot is imported anywhere: no windows, no display needed
 

@@ -1,0 +1,115 @@
+"""A chapter run as a Colab reader runs it: alone, in an empty folder, with the helper
+package installed from its sources (not editable, not the checkout) and no
+checkpoints from earlier chapters.
+
+The testing chapter is the one that depends on another chapter's files (the final
+model that chapter 4 saves): alone, ``load_final_model`` trains the final recipe with
+``train_final_model``. The test asserts that the test accuracy it then prints is the
+stored one, which chapter 4's own training produced: so the helper's recipe is the
+chapter's recipe too. The other chapters need nothing but the package and MNIST,
+and nbval runs each of them in a fresh kernel.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from mnist_helpers.data import data_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTING_CHAPTER = ROOT / "notebooks" / "05_testing.ipynb"
+
+#: Outputs that state the test accuracy, compared even where nbval ignores them.
+ACCURACY = re.compile(r"Test Accuracy|accuracy=")
+ADDRESS = re.compile(r"0x[0-9a-fA-F]+")
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """mnist_helpers installed from a copy of its sources into a folder of its own,
+    as ``pip install`` from the repository does (no editable link to the checkout)."""
+    sources = tmp_path_factory.mktemp("sources")
+    shutil.copytree(
+        ROOT / "mnist_helpers",
+        sources / "mnist_helpers",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, sources / name)
+    target = tmp_path_factory.mktemp("site-packages")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps"]
+        + ["--no-build-isolation", "--no-index", "--target", str(target), str(sources)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert (target / "mnist_helpers" / "recipe.py").is_file()
+    assert not any(target.glob("__editable__*"))
+    return target
+
+
+def _texts(cell) -> list[str]:
+    """What nbval compares of a code cell's outputs, as text."""
+    texts = []
+    for output in cell.get("outputs", []):
+        if output.output_type == "stream":
+            texts.append(f"{output.name}: {output.text}")
+        elif output.output_type == "error":
+            texts.append(f"error: {output.ename}: {output.evalue}")
+        elif "text/plain" in output.get("data", {}):
+            texts.append(f"value: {output.data['text/plain']}")
+    return [ADDRESS.sub("0xADDRESS", text) for text in texts]
+
+
+def _compared(cell) -> bool:
+    ignored = "nbval-ignore-output" in cell.metadata.get("tags", [])
+    return not ignored or any(ACCURACY.search(text) for text in _texts(cell))
+
+
+def test_testing_chapter_alone_in_an_empty_folder(installed, real_root, tmp_path):
+    if not TESTING_CHAPTER.is_file():
+        pytest.skip(f"{TESTING_CHAPTER.name} is not in this checkout")
+    stored = nbformat.read(TESTING_CHAPTER, as_version=4)
+    assert any(ACCURACY.search(t) for c in stored.cells for t in _texts(c))  # stored accuracy
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    notebook = nbformat.read(TESTING_CHAPTER, as_version=4)
+    # Where the kernel found the package, to check it is the installed copy.
+    notebook.cells.insert(
+        0, nbformat.v4.new_code_cell("import mnist_helpers\nprint(mnist_helpers.__file__)")
+    )
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"PYTHONPATH", "MNIST_BOOK_QUICK"}
+    }
+    env.update(PYTHONPATH=str(installed), MNIST_DATA_DIR=str(data_dir()))
+    client = NotebookClient(
+        notebook,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(folder)}},
+    )
+    client.execute(cwd=str(folder), env=env)
+
+    where = notebook.cells.pop(0).outputs[0].text.strip()
+    assert Path(where).is_relative_to(installed), where
+    assert (folder / "checkpoints" / "mlp.best.pt").is_file()  # it trained the recipe
+    assert not (folder / "data").exists()  # MNIST came from MNIST_DATA_DIR
+    compared = 0
+    for ran, kept in zip(notebook.cells, stored.cells, strict=True):
+        if kept.cell_type == "code" and _compared(kept):
+            assert _texts(ran) == _texts(kept), kept.source[:300]
+            compared += any(ACCURACY.search(text) for text in _texts(kept))
+    assert compared >= 1  # the accuracy output itself was compared
