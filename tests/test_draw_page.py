@@ -1,0 +1,169 @@
+"""The page "Draw a digit" (book/draw.md) in headless Chromium, opened from the
+built book as a file (no server).
+
+The mouse draws a 1 and a 7 and the page must read them; the page's JavaScript
+preparation and forward pass must agree with Python's (``prepare_digit`` and
+PyTorch with the same exported weights) on 1,000 MNIST test images; and the
+exported weights must be compact and lose almost no accuracy. Skipped like
+``test_browser.py`` when Chromium or chromedriver is missing.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+from test_book import ROOT
+from test_browser import driver, site  # noqa: F401  (the same browser and build)
+
+from mnist_helpers import MLP, normalize
+from mnist_helpers.digits import prepare_digit
+
+WEIGHTS_JS = ROOT / "book" / "_static" / "draw" / "weights.js"
+COUNT = 1000  # MNIST test images classified in the browser
+
+_spec = importlib.util.spec_from_file_location(
+    "export_weights", ROOT / "scripts" / "export_weights.py"
+)
+export_weights = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(export_weights)
+
+#: Strokes on the 280x280 canvas, as lists of (x, y) points.
+ONE = [[(145, 35), (142, 140), (138, 245)]]
+SEVEN = [[(70, 50), (140, 48), (215, 50), (180, 120), (150, 180), (125, 245)]]
+
+
+@pytest.fixture(scope="module")
+def exported_model():
+    """PyTorch's MLP with the page's (dequantised) weights, and the file's data."""
+    layers, data = export_weights.read_weights(WEIGHTS_JS)
+    return export_weights.load_into(MLP(), layers), data
+
+
+@pytest.fixture(scope="module")
+def page(driver, site):  # noqa: F811
+    driver.get((site / "book" / "draw.html").as_uri())
+    ready = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "const wait = () => window.drawDigit ? done(true) : setTimeout(wait, 50);"
+        "wait();"
+    )
+    assert ready
+    return driver
+
+
+def draw(browser, strokes) -> None:
+    """Draw ``strokes`` with the mouse, point to point in small steps."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    canvas = browser.find_element(By.CSS_SELECTOR, ".draw-canvas")
+    width = canvas.size["width"]
+    for stroke in strokes:
+        actions = ActionChains(browser, duration=10)
+        x, y = stroke[0]
+        # Offsets are from the element's centre; the canvas shows 280 px at 280 px.
+        actions.move_to_element_with_offset(canvas, x - width // 2, y - width // 2)
+        actions.click_and_hold()
+        for next_x, next_y in stroke[1:]:
+            for _ in range(5):
+                step_x, step_y = round((next_x - x) / 5), round((next_y - y) / 5)
+                actions.move_by_offset(step_x, step_y)
+                x, y = x + step_x, y + step_y
+        actions.release().perform()
+
+
+def shown(browser) -> tuple[str, str]:
+    return browser.execute_script(
+        "const answer = document.querySelector('.draw-answer');"
+        "return [answer.dataset.digit, answer.textContent];"
+    )
+
+
+def click(browser, name: str) -> None:
+    browser.execute_script(f"document.querySelector('.draw-{name}').click();")
+
+
+@pytest.mark.parametrize("digit, strokes", [(1, ONE), (7, SEVEN)], ids=["one", "seven"])
+def test_drawing_with_the_mouse_shows_the_digit(page, digit, strokes):
+    click(page, "clear")
+    assert shown(page) == ("", "Draw a digit in the box.")
+    draw(page, strokes)
+    shown_digit, text = shown(page)
+    assert shown_digit == str(digit), text
+    assert text.startswith(f"The network reads {digit}, probability")
+    click(page, "predict")  # the button gives the same answer
+    assert shown(page)[0] == str(digit)
+    lit = page.execute_script(
+        "const c = document.querySelector('.draw-preview');"
+        "const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        "let lit = 0; for (let i = 0; i < d.length; i += 4) lit += d[i] > 128;"
+        "return lit / (d.length / 4);"
+    )
+    assert 0.02 < lit < 0.5, "the preview shows the prepared digit"
+    heights = page.execute_script(
+        "return Array.from(document.querySelectorAll('.draw-bar-fill'),"
+        " f => parseFloat(f.style.height));"
+    )
+    assert len(heights) == 10 and max(heights) == heights[digit]
+
+
+def test_predict_on_an_empty_canvas_asks_for_a_digit(page):
+    click(page, "clear")
+    click(page, "predict")
+    assert shown(page) == ("", "Draw a digit in the box.")
+
+
+def test_the_page_states_the_accuracy_of_its_weights(page, exported_model):
+    _, data = exported_model
+    text = page.execute_script("return document.querySelector('.draw-accuracy').textContent;")
+    assert text == f"{100 * data['accuracy']:.1f}%"
+
+
+def test_javascript_agrees_with_pytorch_on_1000_test_images(page, real_test, exported_model):
+    """Measured: the same digit on all 1,000, probabilities within 1e-6."""
+    model, _ = exported_model
+    images, labels = real_test[0][:COUNT].numpy(), real_test[1][:COUNT].numpy()
+    result = page.execute_script(
+        "return drawDigit.classifyImages(arguments[0], arguments[1]);",
+        base64.b64encode(images.tobytes()).decode("ascii"),
+        COUNT,
+    )
+    js_digits = np.array(result["digits"])
+    js_probabilities = np.array(result["probabilities"]).reshape(COUNT, 10)
+    X = torch.cat([prepare_digit(image) for image in images])
+    with torch.no_grad():
+        probabilities = torch.softmax(model(X), dim=1).numpy()
+    difference = np.abs(js_probabilities - probabilities).max()
+    print(
+        f"agreement {np.mean(js_digits == probabilities.argmax(1)):.1%}, "
+        f"largest probability difference {difference:.2e}"
+    )
+    assert (js_digits == probabilities.argmax(1)).all()
+    assert difference < 1e-4
+    assert (js_digits == labels).mean() >= 0.98
+
+
+def test_exported_weights_are_compact_and_lose_little_accuracy(real_test, exported_model):
+    """8-bit weights with a scale per row: under 1 MB as base64 in JavaScript, and
+    the accuracy on the 10,000 test images within 0.2 points of the float model."""
+    model, data = exported_model
+    images, labels = real_test
+    with torch.no_grad():
+        accuracy = (model(normalize(images)).argmax(dim=1) == labels).float().mean().item()
+    assert accuracy == pytest.approx(data["accuracy"], abs=1e-4)
+    assert data["float_accuracy"] - accuracy < 0.002
+    assert accuracy > 0.985
+    assert WEIGHTS_JS.stat().st_size < 1_000_000
+
+
+def test_quantization_round_trip():
+    """Each row is stored as integers -127..127 times a scale: dequantising is off by
+    at most half a step."""
+    weight = np.random.default_rng(0).normal(size=(5, 7)).astype(np.float32)
+    q, scales = export_weights.quantize(weight)
+    assert q.dtype == np.int8 and np.abs(q).max() == 127
+    assert np.abs(q * scales[:, None] - weight).max() <= scales.max() / 2 + 1e-7
