@@ -10,8 +10,8 @@ can focus on their own topic. Modules by concern:
 * :mod:`mnist_helpers.checkpoints`: atomic, resumable checkpoints (chapter 3)
 * :mod:`mnist_helpers.recipe`: chapter 4's final training recipe, also a command:
   ``python -m mnist_helpers.recipe``
-* :mod:`mnist_helpers.runtime`: device choice and seeding (chapters 1 and 8)
-* :mod:`mnist_helpers.plots`: figures (chapters 1, 3 and 4)
+* :mod:`mnist_helpers.runtime`: device choice, seeding and timing (chapters 1, 3 and 9)
+* :mod:`mnist_helpers.plots`: figures (chapters 1, 3 and 5)
 """
 
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint

@@ -208,7 +208,7 @@ def load_tensors(
     train: bool = True, root: str | Path | None = None, download: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The whole training or test set in memory: ``uint8`` images ``(N, 28, 28)``
-    and ``int64`` labels ``(N,)``. The fast path of chapters 3 and 6."""
+    and ``int64`` labels ``(N,)``. The fast path of chapters 4 and 7."""
     dataset = load_mnist(train, root=root, download=download)
     return dataset.data, dataset.targets
 

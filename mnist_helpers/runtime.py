@@ -1,4 +1,4 @@
-"""Choosing a device and seeding every source of randomness (chapters 1 and 8)."""
+"""Choosing a device and seeding every source of randomness (chapters 1, 3 and 9)."""
 
 from __future__ import annotations
 

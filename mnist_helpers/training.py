@@ -1,8 +1,8 @@
 """The training loop of chapter 3, packaged for the chapters after it.
 
 :func:`train_epoch` is the five-step loop chapter 3 writes inline, :func:`evaluate`
-the evaluation of chapters 3 and 4, and :func:`fit` runs epochs of both, keeps the
-best model by validation loss and saves resumable checkpoints.
+the evaluation of chapters 3 and 5, and :func:`fit` (chapter 4) runs epochs of both,
+keeps the best model by validation loss and saves resumable checkpoints.
 """
 
 from __future__ import annotations
