@@ -65,6 +65,7 @@ def student_copy(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     copy = nbformat.from_dict(notebook)  # a deep copy: the source is never changed
     cells = []
     in_solution = stubbed = False
+    label = ""
 
     def stub(markdown: bool = False) -> None:
         number = sum("solution" in c.metadata.get("tags", []) for c in cells) + 1
@@ -73,7 +74,10 @@ def student_copy(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     for cell in copy.cells:
         source = cell.source
         if cell.cell_type == "markdown" and SOLUTION_START.match(source):
+            if in_solution:
+                raise ValueError(f"the solution of {label} has no {{solution-end}} cell")
             in_solution, stubbed = True, False
+            label = source.split("}", 1)[1].split("\n", 1)[0].strip() or "an exercise"
             continue
         if cell.cell_type == "markdown" and SOLUTION_END.match(source):
             if not stubbed:
@@ -95,7 +99,7 @@ def student_copy(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
             cell.source = EXERCISE.sub(_exercise_to_markdown, source)
         cells.append(cell)
     if in_solution:
-        raise ValueError("a {solution-start} cell has no {solution-end} cell after it")
+        raise ValueError(f"the solution of {label} has no {{solution-end}} cell")
     copy.cells = cells
     return copy
 
@@ -112,7 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for path in paths:
         notebook = nbformat.read(path, as_version=4)
-        nbformat.write(student_copy(notebook), out / path.name)
+        try:
+            copy = student_copy(notebook)
+        except ValueError as error:
+            print(f"{path}: {error}", file=sys.stderr)
+            return 1
+        nbformat.write(copy, out / path.name)
         print(out / path.name)
     return 0
 

@@ -282,3 +282,17 @@ def test_hidden_cells_are_collapsed_in_jupyter_and_colab(path):
         f"{path.name}: remove-cell cells not collapsed in Jupyter and Colab (run "
         f"scripts/refresh_notebooks.py --no-execute {path.name}): {open_cells}"
     )
+
+
+@pytest.mark.parametrize("drop", ["{solution-end}", "second end"])
+def test_a_solution_without_its_end_is_named(tmp_path, capsys, drop):
+    notebook = exercise_notebook()
+    if drop == "{solution-end}":
+        notebook.cells = [c for c in notebook.cells if "{solution-end}" not in c.source]
+    else:  # a second exercise starts before the first one's solution ends
+        notebook.cells.insert(4, markdown("```{solution-start} demo-ex-two\n```"))
+    path = tmp_path / "demo.ipynb"
+    nbformat.write(notebook, path)
+    script = load_script(SCRIPT)
+    assert script.main(["--out", str(tmp_path / "out"), str(path)]) == 1
+    assert "demo.ipynb: the solution of demo-ex-" in capsys.readouterr().err
