@@ -82,7 +82,8 @@ def save_checkpoint(
     """Save model, optimizer, epoch and history (plus scheduler and random-number
     states when given, for exact resuming) to ``path``, atomically. A model with a
     ``config`` dictionary (as :class:`~mnist_helpers.MLP` has) is described in the
-    file too, so :func:`~mnist_helpers.checkpoints.model_from_checkpoint` can rebuild it. Returns ``path``."""
+    file too, so :func:`~mnist_helpers.checkpoints.model_from_checkpoint` can rebuild
+    it. Returns ``path``."""
     path = Path(path)
     checkpoint: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
@@ -301,9 +302,10 @@ def load_checkpoint(
     dropout to draw the same masks as an uninterrupted run; :func:`~mnist_helpers.fit`
     asks for it when it resumes. Without it, loading leaves your random state alone.
 
-    Raises :class:`~mnist_helpers.CheckpointError` when the file is missing, unreadable, from another
-    architecture, or lacks or does not fit a part you asked to restore; everything
-    (model, optimizer, scheduler, generator, random state) is left untouched then.
+    Raises :class:`~mnist_helpers.CheckpointError` when the file is missing,
+    unreadable, from another architecture, or lacks or does not fit a part you asked
+    to restore; everything (model, optimizer, scheduler, generator, random state) is
+    left untouched then.
     """
     path = Path(path)
     checkpoint = read_checkpoint(path, map_location)
