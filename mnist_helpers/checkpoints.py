@@ -251,8 +251,8 @@ def _check_generator(checkpoint: dict, generator: torch.Generator, path: Path) -
     if "generator_state" not in checkpoint:
         raise _missing(path, "generator state", "generator")
     try:
-        torch.Generator(device=generator.device).set_state(checkpoint["generator_state"])
-    except (RuntimeError, TypeError) as error:
+        torch.Generator(device=generator.device).set_state(checkpoint["generator_state"].cpu())
+    except (RuntimeError, TypeError, AttributeError) as error:
         raise CheckpointError(
             f"{path}: the generator state does not fit this generator ({error}). Pass "
             f"a torch.Generator on the same device as when saving ({generator.device} "
@@ -330,7 +330,7 @@ def load_checkpoint(
     if scheduler is not None:
         scheduler.load_state_dict(checkpoint["scheduler"])
     if generator is not None:
-        generator.set_state(checkpoint["generator_state"])
+        generator.set_state(checkpoint["generator_state"].cpu())  # map_location moved it
     if restore_rng:
         _restore_rng(checkpoint)
     return checkpoint
