@@ -413,6 +413,23 @@ def test_glossary_entries_link_to_a_chapter():
     assert not unlinked, f"glossary entries without a link to a chapter: {unlinked}"
 
 
+def test_every_reference_is_cited():
+    """Each paper on the references page is cited ("LeCun et al.", "Glorot and
+    Bengio") by a chapter or another page."""
+    text = (ROOT / "book" / "references.md").read_text(encoding="utf-8")
+    surnames = re.findall(
+        r"^\(ref-([a-z]+)\d{4}\)=\n\*\*[^*]+\*\* *(?:[A-Z]\.[ -]?)+ *([A-Z][\w'-]+)", text, re.M
+    )
+    assert len(surnames) == text.count("(ref-"), "an entry is not in the format"
+    others = "\n".join(t for name, t in book_texts().items() if name != "book/references.md")
+    uncited = [
+        surname
+        for _, surname in surnames
+        if not re.search(rf"\b{surname}\s+(et\s+al\b|and\s)", others)
+    ]
+    assert not uncited, f"references no page cites: {uncited}"
+
+
 #: A notebook's name in a link or a path: ``03_training.ipynb``, ``notebooks/03_training``.
 NOTEBOOK_NAME = re.compile(r"\b(\d\d_[a-z][a-z0-9_]*)(?:\.ipynb\b|(?=[#)\s`'\"]))")
 #: A link whose text names a chapter number: ``[chapter 4](04_faster.ipynb#...)``.
