@@ -413,6 +413,27 @@ def test_glossary_entries_link_to_a_chapter():
     assert not unlinked, f"glossary entries without a link to a chapter: {unlinked}"
 
 
+def stored_output_text(path: Path) -> str:
+    """Everything the notebook's stored outputs show as text."""
+    texts = []
+    for cell in read_notebook(path).cells:
+        for output in cell.get("outputs", []):
+            texts.append(output.get("text", ""))
+            texts.append(output.get("data", {}).get("text/plain", ""))
+    return "\n".join(texts)
+
+
+@pytest.mark.parametrize("name", ["README.md", "book/intro.md"])
+def test_headline_figures_are_the_books_own(name):
+    """A precise percentage on the front pages ("98.83% test accuracy") is one that a
+    chapter's stored outputs show."""
+    outputs = "\n".join(stored_output_text(path) for path in NOTEBOOKS)
+    text = (ROOT / name).read_text(encoding="utf-8")
+    figures = re.findall(r"\b\d{2}\.\d{2}%", text)  # measured, not targets (98.5%)
+    unseen = [figure for figure in figures if figure not in outputs]
+    assert not unseen, f"{name} quotes {unseen}, which no chapter's outputs show"
+
+
 def test_every_reference_is_cited():
     """Each paper on the references page is cited ("LeCun et al.", "Glorot and
     Bengio") by a chapter or another page."""
