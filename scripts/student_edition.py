@@ -114,16 +114,18 @@ def main(argv: list[str] | None = None) -> int:
     if any(out == path.resolve().parent for path in paths):
         parser.error(f"--out {args.out} would overwrite the source notebooks")
     out.mkdir(parents=True, exist_ok=True)
+    failed = 0
     for path in paths:
         notebook = nbformat.read(path, as_version=4)
         try:
             copy = student_copy(notebook)
-        except ValueError as error:
+        except ValueError as error:  # reported, and the other chapters still copied
             print(f"{path}: {error}", file=sys.stderr)
-            return 1
+            failed += 1
+            continue
         nbformat.write(copy, out / path.name)
         print(out / path.name)
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
