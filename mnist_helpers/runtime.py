@@ -23,8 +23,9 @@ def seed_everything(seed: int = 0) -> torch.Generator:
     """Seed Python, NumPy and PyTorch (CPU and CUDA).
 
     Returns a seeded :class:`torch.Generator` to pass to a DataLoader (or a
-    :class:`~mnist_helpers.TensorLoader`) so its shuffling is reproducible too;
-    pass :func:`seed_worker` as ``worker_init_fn`` when ``num_workers > 0``.
+    :class:`~mnist_helpers.TensorLoader`) so its shuffling is reproducible too.
+    With ``num_workers > 0`` the same generator makes the workers reproducible:
+    since PyTorch 1.9 each worker seeds PyTorch, ``random`` and NumPy itself.
     """
     random.seed(seed)
     np.random.seed(seed)
@@ -34,15 +35,18 @@ def seed_everything(seed: int = 0) -> torch.Generator:
 
 def seed_worker(worker_id: int) -> None:
     """``worker_init_fn`` for a DataLoader: seed NumPy and ``random`` in each worker
-    from the seed PyTorch gave that worker."""
+    from the seed PyTorch gave that worker. PyTorch 1.9 and newer do this
+    themselves; it is harmless there and needed only on older versions."""
     worker_seed = torch.initial_seed() % 2**32
     np.random.seed(worker_seed)
     random.seed(worker_seed)
 
 
 def synchronize(device: torch.device | str) -> None:
-    """Wait until all work queued on ``device`` has finished. GPUs run asynchronously:
-    time a piece of GPU work only after calling this (a no-op on the CPU)."""
+    """Wait until all work queued on ``device`` has finished.
+
+    GPUs run asynchronously: time a piece of GPU work only after calling
+    this. On the CPU it does nothing."""
     device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
