@@ -5,8 +5,8 @@ scaled up, thin or thick strokes, RGBA on a transparent background, a large phot
 of dark ink on grey paper). Preparation must recover an image close to the original
 (measured as the mean absolute pixel difference on a 0..1 scale and the correlation
 with the original) and the book's final model must still read them. Measured on the
-first 200 test digits (50 for the large photo): the model reads 99.5% of the
-originals, and 98% to 100% of each disguise.
+first 200 test digits (50 for the large photo), the model reads 99% (thick strokes)
+to 100% of each disguise; the bounds below leave a margin of about one point.
 """
 
 from __future__ import annotations
@@ -33,10 +33,12 @@ N = 200  # test digits per disguise
 
 
 @pytest.fixture(scope="session")
-def model(pytestconfig, real_root):
-    """The book's final model, trained once (about 30 s) and kept in pytest's cache."""
-    path = pytestconfig.cache.mkdir("mnist-final-model") / "mlp.pt"
-    return load_final_model(checkpoint_path=path, log=None).eval()
+def model(pytestconfig, tmp_path_factory, real_root):
+    """The book's final model, trained once a session (about 30 s), or once for
+    all when pytest's cache is on (the project's settings turn it off)."""
+    cache = getattr(pytestconfig, "cache", None)
+    folder = cache.mkdir("mnist-final-model") if cache else tmp_path_factory.mktemp("model")
+    return load_final_model(checkpoint_path=folder / "mlp.pt", log=None).eval()
 
 
 @pytest.fixture(scope="session")
@@ -85,8 +87,8 @@ DISGUISES = {
 }
 
 #: disguise: (largest mean absolute difference, smallest mean correlation,
-#: smallest accuracy). Measured: mean differences 0.0003 to 0.055, correlations
-#: 0.87 to 0.999, accuracy 98% (thick strokes) to 100%.
+#: smallest accuracy). Measured: mean differences 0.0004 to 0.055, correlations
+#: 0.87 to 0.999, accuracy 99% (thick strokes) to 100%.
 BOUNDS = {
     "inverted": (0.002, 0.99, 0.99),
     "off-centre": (0.002, 0.99, 0.99),
@@ -111,7 +113,7 @@ def test_an_mnist_digit_comes_back_as_it_was(digits):
 
 
 @pytest.mark.parametrize("name", DISGUISES)
-def test_disguised_digits_are_recovered_and_still_read_98_percent_or_more(model, digits, name):
+def test_disguised_digits_are_recovered_and_still_read_99_percent_or_more(model, digits, name):
     images, labels = digits
     count = 50 if name == "large-photo" else N
     differences, correlations, correct = [], [], 0
