@@ -77,9 +77,12 @@ def draw(browser, strokes) -> None:
 
 
 def shown(browser) -> tuple[str, str]:
-    return browser.execute_script(
-        "const answer = document.querySelector('.draw-answer');"
-        "return [answer.dataset.digit, answer.textContent];"
+    """The digit the page shows ("" for none) and its answer text."""
+    return tuple(
+        browser.execute_script(
+            "const answer = document.querySelector('.draw-answer');"
+            "return [answer.dataset.digit, answer.textContent];"
+        )
     )
 
 

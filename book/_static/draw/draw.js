@@ -218,7 +218,7 @@
     const answer = root.querySelector(".draw-answer");
     const bars = root.querySelector(".draw-bars");
     const context = canvas.getContext("2d", { willReadFrequently: true });
-    const accuracy = root.querySelector(".draw-accuracy");
+    const accuracy = document.querySelector(".draw-accuracy");
     if (accuracy) accuracy.textContent = (100 * window.MNIST_MLP.accuracy).toFixed(1) + "%";
 
     for (let d = 0; d < 10; d++) {
