@@ -36,6 +36,36 @@ EXERCISE = re.compile(
 )
 
 
+#: A ``{solution-start}`` or ``{solution-end}`` directive anywhere in a Markdown cell.
+GATE = re.compile(
+    r"^(?P<fence>```+|:::+)\{solution-(?:start|end)\}[^\n]*\n(?:[^\n]*\n)*?(?P=fence)[ \t]*$",
+    re.M,
+)
+
+
+def _split_gates(cell) -> list:
+    """``cell``, or, when a solution's start or end shares a Markdown cell with prose
+    (an explanation that ends the solution, say), the prose and each marker as cells
+    of their own, in order."""
+    if cell.cell_type != "markdown":
+        return [cell]
+    parts, position = [], 0
+    for match in GATE.finditer(cell.source):
+        parts += [cell.source[position : match.start()].strip(), match.group(0)]
+        position = match.end()
+    parts = [part for part in [*parts, cell.source[position:].strip()] if part]
+    if len(parts) <= 1:
+        return [cell]
+    cells = []
+    for number, part in enumerate(parts):
+        piece = nbformat.from_dict(cell)
+        piece.source = part
+        if "id" in piece and number:
+            piece.id = f"{cell.id}-{number}"[-64:]
+        cells.append(piece)
+    return cells
+
+
 def _exercise_to_markdown(match: re.Match) -> str:
     """A ``{exercise}`` directive as Markdown: its options (``:label: ...``) dropped."""
     lines = match.group("body").splitlines()
@@ -71,7 +101,7 @@ def student_copy(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
         number = sum("solution" in c.metadata.get("tags", []) for c in cells) + 1
         cells.append(_stub_cell(copy, number, markdown))
 
-    for cell in copy.cells:
+    for cell in [piece for original in copy.cells for piece in _split_gates(original)]:
         source = cell.source
         if cell.cell_type == "markdown" and SOLUTION_START.match(source):
             if in_solution:

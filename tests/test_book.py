@@ -210,8 +210,10 @@ def test_every_exercise_has_a_collapsed_solution_of_tagged_cells(path):
     inside = False
     for cell in cells:
         if cell.cell_type == "markdown" and "{solution-start}" in cell.source:
+            assert not inside, f"{path.name}: a solution starts before the last one ended"
             inside = True
         elif cell.cell_type == "markdown" and "{solution-end}" in cell.source:
+            assert inside, f"{path.name}: a solution-end without its solution-start"
             inside = False
         elif cell.cell_type == "code" and "solution-check" in tags(cell):
             assert "remove-cell" in tags(cell), (
@@ -223,6 +225,7 @@ def test_every_exercise_has_a_collapsed_solution_of_tagged_cells(path):
                 f"than hidden solution-check cells), and only those, are tagged "
                 f"solution:\n{cell.source[:200]}"
             )
+    assert not inside, f"{path.name}: the last solution has no solution-end"
 
 
 # --- the chapters' conventions (CONTRIBUTING.md) ---------------------------------

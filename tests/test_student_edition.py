@@ -313,3 +313,14 @@ def test_a_solution_without_its_end_is_named(tmp_path, capsys, drop):
     script = load_script(SCRIPT)
     assert script.main(["--out", str(tmp_path / "out"), str(path)]) == 1
     assert "demo.ipynb: the solution of demo-ex-" in capsys.readouterr().err
+
+
+def test_a_solution_may_end_in_a_cell_of_prose():
+    """An explanation that closes a solution shares its cell with the end marker."""
+    notebook = exercise_notebook()
+    notebook.cells[4] = markdown("A product of two factors.\n\n```{solution-end}\n```")
+    copy = load_script(SCRIPT).student_copy(notebook)
+    text = "\n".join(cell.source for cell in copy.cells)
+    assert "A product of two factors" not in text and "{solution" not in text
+    assert [cell.source for cell in copy.cells].count(STUB) == 1
+    nbformat.validate(copy)
