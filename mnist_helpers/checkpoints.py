@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -196,13 +197,18 @@ def _check_shapes(model: nn.Module, checkpoint: dict, path: Path) -> None:
         described = ""
         if isinstance(config := checkpoint.get("model_config"), dict):
             described = f" (the checkpoint's model: {_describe(config)})"
-        raise CheckpointError(
+        intro = textwrap.fill(
             f"{path} was saved from a different architecture than "
-            f"{type(model).__name__}{described}:\n" + "\n".join(sorted(problems)) + "\n"
+            f"{type(model).__name__}{described}:",
+            width=79,
+        )
+        remedy = textwrap.fill(
             "Build the model with the same hidden sizes as when the checkpoint was "
             "saved (MLP.from_checkpoint does it for you), or train and save a new "
-            "checkpoint."
+            "checkpoint.",
+            width=79,
         )
+        raise CheckpointError(f"{intro}\n" + "\n".join(sorted(problems)) + f"\n{remedy}")
 
 
 def _describe(config: dict) -> str:
