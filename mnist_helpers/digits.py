@@ -56,13 +56,14 @@ class DigitPrediction(NamedTuple):
 
 
 def prepare_digit(image) -> torch.Tensor:
-    """Turn a digit image into the network's input, the way MNIST was made.
+    """Turn a digit image into the network's input, as MNIST was made.
 
-    ``image`` is a file path, a PIL image, or a NumPy array or tensor of shape
-    ``(H, W)``, ``(H, W, C)`` or ``(C, H, W)`` with 1 to 4 channels (``uint8``
-    0..255, ``uint16`` 0..65535 or floats 0..1). Returns a normalised ``float32``
-    tensor of shape ``(1, 1, 28, 28)``: white digit on black, cropped, scaled so
-    its longer side is 20 pixels, centred by its centre of mass.
+    ``image`` is a file path, a PIL image, or a NumPy array or tensor of
+    shape ``(H, W)``, ``(H, W, C)`` or ``(C, H, W)`` with 1 to 4 channels
+    (``uint8`` 0..255, ``uint16`` 0..65535 or floats 0..1). Returns a
+    normalised ``float32`` tensor of shape ``(1, 1, 28, 28)``: white digit
+    on black, cropped, scaled so its longer side is 20 pixels, centred by
+    its centre of mass.
     """
     gray, alpha = _to_gray_alpha(image)
     gray = _composite(gray, alpha)
@@ -70,7 +71,8 @@ def prepare_digit(image) -> torch.Tensor:
     digit = _scale(_crop(ink))
     field = _centre(digit)
     normalized = (field - MNIST_MEAN) / MNIST_STD
-    return torch.from_numpy(normalized).float().reshape(1, 1, FIELD_SIZE, FIELD_SIZE)
+    X = torch.from_numpy(normalized).float()
+    return X.reshape(1, 1, FIELD_SIZE, FIELD_SIZE)
 
 
 def predict_digit(model: torch.nn.Module, image) -> DigitPrediction:
