@@ -12,6 +12,8 @@ can focus on their own topic. Modules by concern:
   ``python -m mnist_helpers.recipe``
 * :mod:`mnist_helpers.runtime`: device choice, seeding and timing (chapters 1, 3 and 9)
 * :mod:`mnist_helpers.plots`: figures (chapters 1, 3 and 5)
+* :mod:`mnist_helpers.digits`: prepare your own digit images and read them (chapter 10);
+  :mod:`mnist_helpers.canvas`, a drawing canvas for Jupyter and Colab (chapter 10)
 """
 
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
@@ -29,6 +31,13 @@ from .data import (
     normalize,
     raw_dir,
     train_val_split,
+)
+from .digits import (
+    DigitImageError,
+    DigitPrediction,
+    plot_digit_prediction,
+    predict_digit,
+    prepare_digit,
 )
 from .model import MLP
 from .plots import (
@@ -57,6 +66,8 @@ def __getattr__(name: str):
 
 __all__ = [
     "CheckpointError",
+    "DigitImageError",
+    "DigitPrediction",
     "Evaluation",
     "FINAL_EPOCHS",
     "FINAL_RECIPE",
@@ -79,7 +90,10 @@ __all__ = [
     "load_tensors",
     "normalize",
     "plot_confusion_matrix",
+    "plot_digit_prediction",
     "plot_history",
+    "predict_digit",
+    "prepare_digit",
     "raw_dir",
     "save_checkpoint",
     "seed_everything",

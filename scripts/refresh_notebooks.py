@@ -15,7 +15,10 @@ runs nothing and keeps outputs and execution counts as they are):
   the book leaves out) is collapsed in JupyterLab (``"jupyter": {"source_hidden":
   true}``) and in Colab (``"cellView": "form"``), so it stays out of sight there too;
 * the per-cell execution timestamps that Jupyter records (``"execution"``) are
-  dropped, so that re-running a notebook changes only what its cells print.
+  dropped, so that re-running a notebook changes only what its cells print;
+* widget views (chapter 10's drawing canvas) are dropped from the outputs, and no
+  widget state is stored: a widget lives only in a running kernel, and a stored
+  view would make the book load widget code from the network.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 HIDDEN_TAG = "remove-cell"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 def is_hidden(cell) -> bool:
@@ -52,6 +56,7 @@ def normalise_metadata(notebook: nbformat.NotebookNode) -> int:
     Returns how many cells changed. Sources, outputs and execution counts are kept.
     """
     changed = 0
+    notebook.metadata.pop("widgets", None)
     for cell in notebook.cells:
         before = nbformat.from_dict(cell.metadata)
         cell.metadata.pop("execution", None)
@@ -59,6 +64,10 @@ def normalise_metadata(notebook: nbformat.NotebookNode) -> int:
             cell.metadata.setdefault("jupyter", {})["source_hidden"] = True
             cell.metadata["cellView"] = "form"
         changed += cell.metadata != before
+        for output in cell.get("outputs", []):
+            if WIDGET_VIEW in output.get("data", {}):
+                del output["data"][WIDGET_VIEW]
+                changed += 1
     return changed
 
 
@@ -74,6 +83,7 @@ def refresh(path: Path, execute: bool = True, timeout: int = 600) -> float:
             timeout=timeout,
             kernel_name="python3",
             record_timing=False,
+            store_widget_state=False,
             resources={"metadata": {"path": str(path.parent)}},
         ).execute()
         seconds = time.perf_counter() - start

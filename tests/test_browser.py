@@ -12,9 +12,7 @@ chromium-driver``). Without them the test is skipped, or fails when ``CI=true``.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from pathlib import Path
 
 import nbformat
@@ -23,20 +21,6 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "_build" / "screenshots"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--window-size=1280,900",
-]
-
-
 def toc_pages(entries=None) -> list[str]:
     """Every page of ``_toc.yml`` in reading order, the root first."""
     if entries is None:
@@ -96,41 +80,6 @@ const ready = () => {
 };
 ready();
 """
-
-
-def _missing_browser() -> str | None:
-    for name, path in (("chromium", CHROMIUM), ("chromedriver", CHROMEDRIVER)):
-        if not os.access(path, os.X_OK):
-            return f"{name} is not installed (apt-get install chromium chromium-driver)"
-    return None
-
-
-@pytest.fixture(scope="module")
-def driver(tmp_path_factory):
-    if reason := _missing_browser():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but {reason}")
-        pytest.skip(reason)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    # A fixed driver path: Selenium never tries to download one.
-    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    browser.set_script_timeout(30)
-    browser.set_page_load_timeout(30)
-    yield browser
-    browser.quit()
-
-
-@pytest.fixture(scope="module")
-def site(built_book) -> Path:
-    return built_book.html
 
 
 def expected_title(page: str) -> str:

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import base64
 import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from test_book import ROOT
-from test_browser import driver, site  # noqa: F401  (the same browser and build)
 
 from mnist_helpers import MLP, normalize
 from mnist_helpers.digits import prepare_digit
 
+ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS_JS = ROOT / "book" / "_static" / "draw" / "weights.js"
 COUNT = 1000  # MNIST test images classified in the browser
 
@@ -44,7 +44,7 @@ def exported_model():
 
 
 @pytest.fixture(scope="module")
-def page(driver, site):  # noqa: F811
+def page(driver, site):
     driver.get((site / "book" / "draw.html").as_uri())
     ready = driver.execute_async_script(
         "const done = arguments[arguments.length - 1];"
