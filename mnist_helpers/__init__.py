@@ -14,6 +14,9 @@ can focus on their own topic. Modules by concern:
 * :mod:`mnist_helpers.plots`: figures (chapters 1, 3 and 5)
 * :mod:`mnist_helpers.digits`: prepare your own digit images and read them (chapter 10);
   :mod:`mnist_helpers.canvas`, a drawing canvas for Jupyter and Colab (chapter 10)
+* :mod:`mnist_helpers.augment` (augmentation on whole batches) and
+  :mod:`mnist_helpers.speedrun` (the speed recipe), imported from there (chapter 11)
+* :mod:`mnist_helpers.bench`: the benchmark, ``python -m mnist_helpers.bench``
 """
 
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
