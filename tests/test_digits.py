@@ -33,12 +33,11 @@ N = 200  # test digits per disguise
 
 
 @pytest.fixture(scope="session")
-def model(pytestconfig, tmp_path_factory, real_root):
-    """The book's final model, trained once a session (about 30 s), or once for
-    all when pytest's cache is on (the project's settings turn it off)."""
-    cache = getattr(pytestconfig, "cache", None)
-    folder = cache.mkdir("mnist-final-model") if cache else tmp_path_factory.mktemp("model")
-    return load_final_model(checkpoint_path=folder / "mlp.pt", log=None).eval()
+def model(repo_root, real_root):
+    """The book's final model, from where chapter 4 saves it (the test command runs
+    the notebooks first); trained there, once, when no finished run is found."""
+    checkpoint = repo_root / "notebooks" / "checkpoints" / "mlp.pt"
+    return load_final_model(checkpoint_path=checkpoint, log=None).eval()
 
 
 @pytest.fixture(scope="session")
