@@ -38,6 +38,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from .checkpoints import read_checkpoint
 from .data import TensorLoader, load_mnist, load_tensors, normalize, train_val_split
 from .model import MLP
 from .recipe import FINAL_RECIPE, train_final_model
@@ -169,7 +170,7 @@ def run_final_recipe(device, dry_run: bool) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "final.pt"
         model = train_final_model(device, path, log=lambda line: log(f"final recipe: {line}"))
-        history = torch.load(path, weights_only=True)["history"]
+        history = read_checkpoint(path)["history"]
     return sum(history["seconds"]), _test_accuracy(model, device)
 
 
