@@ -35,13 +35,6 @@ from .data import (
     raw_dir,
     train_val_split,
 )
-from .digits import (
-    DigitImageError,
-    DigitPrediction,
-    plot_digit_prediction,
-    predict_digit,
-    prepare_digit,
-)
 from .model import MLP
 from .plots import (
     plot_confusion_matrix,
@@ -69,8 +62,6 @@ def __getattr__(name: str):
 
 __all__ = [
     "CheckpointError",
-    "DigitImageError",
-    "DigitPrediction",
     "Evaluation",
     "FINAL_EPOCHS",
     "FINAL_RECIPE",
@@ -93,10 +84,7 @@ __all__ = [
     "load_tensors",
     "normalize",
     "plot_confusion_matrix",
-    "plot_digit_prediction",
     "plot_history",
-    "predict_digit",
-    "prepare_digit",
     "raw_dir",
     "save_checkpoint",
     "seed_everything",

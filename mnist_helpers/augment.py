@@ -49,14 +49,16 @@ def affine_grid_batch(
     shift: float = 2.0,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """The sampling grid ``(N, H, W, 2)`` of a random affine map per image: a
-    rotation by up to ``degrees``, a scaling by a factor in ``[1 - scale, 1 + scale]``
-    and a shift of up to ``shift`` pixels along each axis."""
+    """The sampling grid ``(N, H, W, 2)`` of a random affine map per image:
+    a rotation by up to ``degrees``, a scaling by a factor in
+    ``[1 - scale, 1 + scale]`` and a shift of up to ``shift`` pixels along
+    each axis."""
     _check_batch(X)
     n, _, height, width = X.shape
     angle = _uniform(n, math.radians(degrees), generator, X.device)
     factor = 1 + _uniform(n, scale, generator, X.device)
-    # grid coordinates run from -1 to 1 across the image: a pixel is 2 / size of them
+    # grid coordinates run from -1 to 1 across the image:
+    # a pixel is 2 / size of them
     dx = _uniform(n, shift * 2 / width, generator, X.device)
     dy = _uniform(n, shift * 2 / height, generator, X.device)
     cos, sin = torch.cos(angle) / factor, torch.sin(angle) / factor
@@ -81,17 +83,20 @@ def elastic_grid_offsets(
     sigma: float = 3.0,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Random elastic displacements ``(N, H, W, 2)`` in grid units: uniform noise in
-    ``[-1, 1]`` per pixel and direction, blurred by a Gaussian of ``sigma`` pixels and
-    scaled to ``alpha`` pixels (Simard et al., 2003). Add them to a sampling grid."""
+    """Random elastic displacements ``(N, H, W, 2)`` in grid units: uniform
+    noise in ``[-1, 1]`` per pixel and direction, blurred by a Gaussian of
+    ``sigma`` pixels and scaled to ``alpha`` pixels (Simard et al., 2003).
+    Add them to a sampling grid."""
     _check_batch(X)
     n, _, height, width = X.shape
     noise = torch.rand(n, 2, height, width, generator=generator) * 2 - 1
     blur_rows = _blur_matrix(height, sigma, X.device)
     blur_cols = _blur_matrix(width, sigma, X.device)
-    fields = blur_rows @ noise.to(X.device) @ blur_cols.T * alpha  # (N, 2, H, W)
+    # (N, 2, H, W): each field blurred along its rows and its columns
+    fields = blur_rows @ noise.to(X.device) @ blur_cols.T * alpha
     scale = torch.tensor([2 / width, 2 / height], device=X.device)
-    return fields.permute(0, 2, 3, 1) * scale  # pixels -> grid units, (x, y) last
+    # pixels -> grid units, with (x, y) last
+    return fields.permute(0, 2, 3, 1) * scale
 
 
 def random_affine(
@@ -116,8 +121,8 @@ def augment(
     sigma: float = 3.0,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """A random affine map per image and, when ``alpha > 0``, an elastic distortion
-    on top, both applied in one resampling."""
+    """A random affine map per image and, when ``alpha > 0``, an elastic
+    distortion on top, both applied in one resampling."""
     grid = affine_grid_batch(X, degrees, scale, shift, generator)
     if alpha > 0:
         grid = grid + elastic_grid_offsets(X, alpha, sigma, generator)

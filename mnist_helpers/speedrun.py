@@ -49,17 +49,20 @@ def speedrun(
     recipe: SpeedRecipe = SPEED_RECIPE,
     device: torch.device | str = "cpu",
 ) -> tuple[MLP, float]:
-    """Train a fresh 784-512-512-10 MLP on the normalised images ``X`` and labels
-    ``y`` (both already on ``device``) with ``recipe``. Returns the model, in
-    evaluation mode, and the seconds the training took."""
+    """Train a fresh 784-512-512-10 MLP on the normalised images ``X`` and
+    labels ``y`` (both already on ``device``) with ``recipe``. Returns the
+    model, in evaluation mode, and the seconds the training took."""
     if len(X) != len(y):
         raise ValueError(f"X has {len(X)} samples but y has {len(y)}")
     generator = seed_everything(recipe.seed)
     model = MLP(dropout=recipe.dropout).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), weight_decay=recipe.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), weight_decay=recipe.weight_decay
+    )
     steps_per_epoch = math.ceil(len(X) / recipe.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, recipe.max_lr, epochs=recipe.epochs, steps_per_epoch=steps_per_epoch
+        optimizer, recipe.max_lr, epochs=recipe.epochs,
+        steps_per_epoch=steps_per_epoch,
     )
     synchronize(device)
     start = time.perf_counter()
@@ -68,7 +71,9 @@ def speedrun(
         order = torch.randperm(len(X), generator=generator).to(X.device)
         for batch in order.split(recipe.batch_size):
             logits = model(X[batch])
-            loss = F.cross_entropy(logits, y[batch], label_smoothing=recipe.label_smoothing)
+            loss = F.cross_entropy(
+                logits, y[batch], label_smoothing=recipe.label_smoothing
+            )
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
