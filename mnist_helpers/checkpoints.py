@@ -201,6 +201,8 @@ def _check_shapes(model: nn.Module, checkpoint: dict, path: Path) -> None:
             f"{path} was saved from a different architecture than "
             f"{type(model).__name__}{described}:",
             width=79,
+            break_long_words=False,  # a path stays whole, on a line of its own
+            break_on_hyphens=False,
         )
         remedy = textwrap.fill(
             "Build the model with the same hidden sizes as when the checkpoint was "

@@ -490,3 +490,13 @@ def test_resume_with_a_best_file_of_another_run_raises_before_changing_the_model
     with pytest.raises(CheckpointError, match="run.best.pt"):
         fit(model, loader, loader, optimizer, 3, checkpoint_path=path, resume=True, log=None)
     assert all(torch.equal(before[name], t) for name, t in model.state_dict().items())
+
+
+def test_a_long_path_with_hyphens_stays_whole_in_the_message(tmp_path):
+    folder = tmp_path / "run-2026-11-28-a-very-long-folder-name-with-hyphens-in-it"
+    folder.mkdir()
+    path = folder / "model.pt"
+    save_checkpoint(path, MLP(hidden_sizes=(16,)), epoch=1)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path, MLP())
+    assert str(path) in str(info.value)
