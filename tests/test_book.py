@@ -636,3 +636,34 @@ def test_local_mathjax_on_pages_with_math(built_book):
         if document.select(".math"):
             scripts = [script.get("src", "") for script in document.find_all("script")]
             assert any("_static/mathjax/tex-mml-chtml.js" in src for src in scripts), page
+
+
+#: Words of a hidden check that compares timings: the speed of a reader's machine
+#: varies with what else runs on it, so timings are printed, never asserted.
+TIMING_WORDS = re.compile(r"seconds|perf_counter|time\.|\b\w*_rate\b|per_second|elapsed")
+
+
+def timing_asserts(source: str) -> list[str]:
+    """The ``assert`` lines of a cell that mention a timing."""
+    return [
+        line.strip()
+        for line in source.splitlines()
+        if line.strip().startswith("assert") and TIMING_WORDS.search(line)
+    ]
+
+
+def test_timing_asserts_are_recognised():
+    assert timing_asserts("assert speed_seconds < 20") == ["assert speed_seconds < 20"]
+    assert timing_asserts("assert _rate < 0.8 * ceiling")
+    assert not timing_asserts("assert speed_acc >= 0.985, speed_acc")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_no_hidden_check_asserts_a_timing(path):
+    found = [
+        line
+        for cell in read_notebook(path).cells
+        if cell.cell_type == "code" and "remove-cell" in cell.metadata.get("tags", [])
+        for line in timing_asserts(cell.source)
+    ]
+    assert not found, f"{path.name}: hidden checks that assert timings: {found}"
