@@ -276,22 +276,3 @@ def driver(tmp_path_factory):
 def site(built_book) -> Path:
     return built_book.html
 
-
-# --- pytest-xdist groups ------------------------------------------------------------------
-
-#: Test modules that share a session fixture run in one worker: the book is built once,
-#: and the digit tests load chapter 4's final model after its chapters ran.
-GROUPS = {
-    "test_book.py": "book",
-    "test_browser.py": "book",
-    "test_draw_page.py": "book",
-    "test_digits.py": "final-model",
-}
-
-
-def pytest_itemcollected(item):
-    """Put each test module in one pytest-xdist group (``--dist loadgroup``), and the
-    modules of :data:`GROUPS` together."""
-    path = Path(str(item.fspath))
-    if path.parent == ROOT / "tests":
-        item.add_marker(pytest.mark.xdist_group(GROUPS.get(path.name, path.stem)))
