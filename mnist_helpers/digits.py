@@ -5,7 +5,7 @@ side is 20 pixels (with anti-aliasing, keeping the aspect ratio) and placed in a
 28x28 field by their centre of mass. :func:`prepare_digit` does the same to any
 image (a file, a PIL image or an array), :func:`predict_digit` asks a model, and
 :func:`plot_digit_prediction` shows the answer. The static page "Draw a digit"
-runs the same steps in JavaScript (``book/_static/draw/draw.js``).
+runs the same steps in JavaScript (``mnist_helpers/static/draw/draw.js``).
 """
 
 from __future__ import annotations

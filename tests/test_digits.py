@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import base64
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw, ImageFilter
 
+import mnist_helpers.canvas
 from mnist_helpers import MLP, MNIST_MEAN, MNIST_STD, load_final_model, normalize
 from mnist_helpers.canvas import DigitCanvas
 from mnist_helpers.digits import (
@@ -30,6 +32,7 @@ from mnist_helpers.digits import (
 )
 
 N = 200  # test digits per disguise
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
@@ -317,10 +320,9 @@ def test_canvas_predicts_what_the_browser_sends(model, digits):
     images, labels = digits
     canvas = DigitCanvas(model)
     canvas.drawing = png_data_url(255 - scaled_up(images[0]))  # dark on white
-    canvas.request += 1  # what the Predict button does
-    assert canvas.digit == labels[0]
+    canvas.request += 1  # what letting go, or the Predict button, does
+    assert canvas.digit == labels[0] and canvas.error == ""
     assert len(canvas.prepared) == 784 and len(canvas.probabilities) == 10
-    assert canvas.message.startswith(f"The network reads {labels[0]} ")
     assert canvas.answered == 1
 
 
@@ -329,4 +331,19 @@ def test_canvas_says_when_nothing_is_drawn(model):
     canvas.drawing = png_data_url(np.full((280, 280), 255, np.uint8))
     canvas.request += 1
     assert canvas.digit == -1 and canvas.probabilities == []
-    assert "blank" in canvas.message
+    assert "blank" in canvas.error
+
+
+def test_canvas_loads_the_pages_javascript_as_its_module():
+    """One copy of the canvas: the widget's module is the page's draw.js (package
+    data), with the export anywidget asks for; its CSS is the page's too."""
+    static = Path(mnist_helpers.canvas.__file__).parent / "static" / "draw"
+    script = (static / "draw.js").read_text(encoding="utf-8")
+    assert DigitCanvas._esm.startswith(script)
+    assert DigitCanvas._esm[len(script) :].strip() == (
+        "export default { render: drawDigit.render };"
+    )
+    assert DigitCanvas._css == (static / "draw.css").read_text(encoding="utf-8")
+    page = (ROOT / "book" / "draw.md").read_text(encoding="utf-8")
+    assert '<script src="../_static/draw/draw.js">' in page
+    assert not (ROOT / "book" / "_static" / "draw" / "draw.js").exists()

@@ -3,8 +3,10 @@ built book as a file (no server).
 
 The mouse draws a 1 and a 7 and the page must read them; the page's JavaScript
 preparation and forward pass must agree with Python's (``prepare_digit`` and
-PyTorch with the same exported weights) on 1,000 MNIST test images; and the
-exported weights must be compact and lose almost no accuracy. Skipped like
+PyTorch with the same exported weights) on 1,000 MNIST test images; the notebook
+widget (``DigitCanvas``), whose module is the same ``draw.js``, must send a drawing
+to the kernel and show the answer that comes back; and the exported weights must be
+compact and lose almost no accuracy. Skipped like
 ``test_browser.py`` when Chromium or chromedriver is missing.
 """
 
@@ -19,6 +21,7 @@ import pytest
 import torch
 
 from mnist_helpers import MLP, normalize
+from mnist_helpers.canvas import DigitCanvas
 from mnist_helpers.digits import prepare_digit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,6 +121,65 @@ def test_predict_on_an_empty_canvas_asks_for_a_digit(page):
     click(page, "clear")
     click(page, "predict")
     assert shown(page) == ("", "Draw a digit in the box.")
+
+
+#: The widget's module, imported as anywidget imports it, rendered with a stand-in
+#: for anywidget's model (get, set, on, off, save_changes) that records what is sent.
+RENDER_WIDGET = """
+const done = arguments[arguments.length - 1];
+import("data:text/javascript;base64," + arguments[0]).then((module) => {
+  const state = { request: 0, unsure: 0.9, answered: 0 }, handlers = {};
+  const model = {
+    get: (key) => state[key], set: (key, value) => { state[key] = value; },
+    on: (event, handler) => { handlers[event] = handler; }, off: () => {},
+    save_changes: () => { window.widgetSent = { ...state }; },
+  };
+  window.widget = { state, handlers };
+  const el = document.createElement("div");
+  el.id = "widget";
+  document.body.appendChild(el);
+  module.default.render({ model, el });
+  done(el.querySelector(".draw-answer").textContent);
+}).catch((error) => done(String(error)));
+"""
+
+
+def test_the_notebook_widget_is_the_same_canvas(page, exported_model):
+    """DigitCanvas's module (draw.js and an export) in the browser: a 7 drawn on its
+    canvas goes to the kernel as a PNG, and the kernel's answer is shown."""
+    model, _ = exported_model
+    esm = base64.b64encode(DigitCanvas._esm.encode()).decode("ascii")
+    assert page.execute_async_script(RENDER_WIDGET, esm) == "Draw a digit in the box."
+    points = ", ".join(f"[{x}, {y}]" for x, y in SEVEN[0])
+    answer = page.execute_script(
+        "const root = document.getElementById('widget');"
+        "const context = root.querySelector('.draw-canvas').getContext('2d');"
+        f"const points = [{points}];"
+        "context.beginPath(); context.moveTo(...points[0]);"
+        "points.slice(1).forEach((p) => context.lineTo(...p)); context.stroke();"
+        "root.querySelector('.draw-predict').click();"
+        "return root.querySelector('.draw-answer').textContent;"
+    )
+    assert answer == "Asking the network..."
+    sent = page.execute_script("return window.widgetSent;")
+    assert sent["request"] == 1 and sent["drawing"].startswith("data:image/png;base64,")
+    canvas = DigitCanvas(model)  # the kernel's side
+    canvas.drawing = sent["drawing"]
+    canvas.request += 1
+    assert canvas.digit == 7 and canvas.error == ""
+    shown_text = page.execute_script(
+        "Object.assign(window.widget.state, arguments[0]);"
+        "window.widget.handlers['change:answered']();"
+        "return document.querySelector('#widget .draw-answer').textContent;",
+        {
+            "digit": canvas.digit,
+            "probabilities": canvas.probabilities,
+            "prepared": canvas.prepared,
+            "error": canvas.error,
+            "answered": canvas.answered,
+        },
+    )
+    assert shown_text.startswith("The network reads 7, probability")
 
 
 def test_the_page_states_the_accuracy_of_its_weights(page, exported_model):

@@ -1,10 +1,16 @@
-// "Draw a digit": the book's MLP, run in the browser with no server.
+// The drawing canvas of the book, in one file for both of its homes:
+//
+// - the page "Draw a digit" (book/draw.md) loads it with a <script> tag after
+//   weights.js, and runs the network here, in the browser, with no server;
+// - the notebook widget mnist_helpers.canvas.DigitCanvas (chapter 10) loads it as
+//   its module (anywidget) and sends each drawing to the model in the kernel.
 //
 // prepare() makes a drawing look like an MNIST digit, exactly as
 // mnist_helpers.prepare_digit does in Python (chapter 10); forward() is the
 // network of chapter 2 (784-512-512-10, ReLU) with the weights exported by
-// scripts/export_weights.py into weights.js.
-(function () {
+// scripts/export_weights.py into weights.js. The file ships with the helpers as
+// package data (mnist_helpers/static/draw/).
+const drawDigit = (function () {
   "use strict";
 
   const MEAN = 0.1307, STD = 0.3081;
@@ -162,16 +168,26 @@
     return new Type(bytes.buffer);
   }
 
-  const layers = window.MNIST_MLP.layers.map((layer) => {
-    const q = decode(layer.weights, Int8Array), scales = decode(layer.scales, Float32Array);
-    const weight = new Float32Array(q.length);
-    for (let i = 0; i < q.length; i++) weight[i] = q[i] * scales[Math.floor(i / layer.inputs)];
-    return { weight, bias: decode(layer.bias, Float32Array), inputs: layer.inputs,
-             outputs: layer.outputs };
-  });
+  // The weights of weights.js, decoded once, when first needed (the notebook
+  // widget has none: its network runs in the kernel).
+  let layers = null;
+  function network() {
+    layers = layers || window.MNIST_MLP.layers.map((layer) => {
+      const q = decode(layer.weights, Int8Array);
+      const scales = decode(layer.scales, Float32Array);
+      const weight = new Float32Array(q.length);
+      for (let i = 0; i < q.length; i++) {
+        weight[i] = q[i] * scales[Math.floor(i / layer.inputs)];
+      }
+      return { weight, bias: decode(layer.bias, Float32Array), inputs: layer.inputs,
+               outputs: layer.outputs };
+    });
+    return layers;
+  }
 
   function forward(input) {
     let x = input;
+    const layers = network();
     layers.forEach((layer, index) => {
       const out = new Float64Array(layer.outputs);
       for (let o = 0; o < layer.outputs; o++) {
@@ -206,35 +222,60 @@
     return { digits, probabilities };
   }
 
-  window.drawDigit = { prepare, forward, classifyImages, BlankImageError };
+  // --- the canvas, on the page and in the notebook --------------------------
 
-  // --- the page -----------------------------------------------------------
+  const UNSURE = 0.9;  // below this top probability the answer says it is unsure
+  const PROMPT = "Draw a digit in the box.";
 
-  const UNSURE = 0.9;  // below this top probability the page says it is unsure
+  const MARKUP = `
+    <div>
+      <canvas class="draw-canvas" width="280" height="280"
+              aria-label="Drawing area: draw one digit"></canvas>
+      <div class="draw-buttons">
+        <button type="button" class="draw-predict">Predict</button>
+        <button type="button" class="draw-clear">Clear</button>
+      </div>
+    </div>
+    <div>
+      <p class="draw-answer" aria-live="polite"></p>
+      <p>What the network sees:</p>
+      <canvas class="draw-preview" width="112" height="112"
+              aria-label="The prepared 28 by 28 image"></canvas>
+      <p>The ten probabilities:</p>
+      <div class="draw-bars"></div>
+    </div>`;
 
-  function setUp(root) {
+  // Fill root (a <div class="draw-digit">) with the canvas, the buttons, the
+  // answer, the preview and the bars. ask(canvas, show) is called when the
+  // reader lets go or presses Predict, with a drawing on the canvas; it calls
+  // show({ digit, probabilities, image }) with the answer (image: the 784
+  // prepared values, 0..1), or show({ error }) with a message.
+  function mount(root, ask, unsure = UNSURE) {
+    root.innerHTML = MARKUP;
     const canvas = root.querySelector(".draw-canvas");
     const preview = root.querySelector(".draw-preview");
     const answer = root.querySelector(".draw-answer");
     const bars = root.querySelector(".draw-bars");
     const context = canvas.getContext("2d", { willReadFrequently: true });
-    const accuracy = document.querySelector(".draw-accuracy");
-    if (accuracy) accuracy.textContent = (100 * window.MNIST_MLP.accuracy).toFixed(1) + "%";
-
     for (let d = 0; d < 10; d++) {
       const bar = document.createElement("div");
       bar.className = "draw-bar";
-      bar.innerHTML = `<span class="draw-bar-fill"></span><span class="draw-bar-label">${d}</span>`;
+      bar.innerHTML = '<span class="draw-bar-fill"></span>' +
+        `<span class="draw-bar-label">${d}</span>`;
       bars.appendChild(bar);
+    }
+
+    function say(text, digit = "") {
+      answer.textContent = text;
+      answer.dataset.digit = String(digit);
     }
 
     function clear() {
       context.fillStyle = "white";
       context.fillRect(0, 0, canvas.width, canvas.height);
       preview.getContext("2d").clearRect(0, 0, preview.width, preview.height);
-      answer.textContent = "Draw a digit in the box.";
-      answer.dataset.digit = "";
       bars.querySelectorAll(".draw-bar-fill").forEach((f) => { f.style.height = "0%"; });
+      say(PROMPT);
     }
 
     function showPreview(image) {
@@ -250,27 +291,34 @@
       small.drawImage(tile, 0, 0, preview.width, preview.height);
     }
 
-    function predict() {
-      const pixels = context.getImageData(0, 0, canvas.width, canvas.height).data;
-      const { gray, alpha } = grayAlpha(pixels);
-      let prepared;
-      try {
-        prepared = prepare(gray, alpha, canvas.width, canvas.height);
-      } catch (error) {
-        if (!(error instanceof BlankImageError)) throw error;
+    function show(result) {
+      if (result.error) {
         clear();
+        say(result.error);
         return;
       }
-      showPreview(prepared.image);
-      const p = forward(prepared.input), digit = argmax(p);
-      const sure = p[digit] >= UNSURE ? "" : " (not sure: is it a digit?)";
-      answer.textContent = `The network reads ${digit}, ` +
-        `probability ${(100 * p[digit]).toFixed(0)}%${sure}.`;
-      answer.dataset.digit = String(digit);
+      const { digit, probabilities: p, image } = result;
+      showPreview(image);
+      const sure = p[digit] >= unsure ? "" : " (not sure: is it a digit?)";
+      say(`The network reads ${digit}, ` +
+          `probability ${(100 * p[digit]).toFixed(0)}%${sure}.`, digit);
       bars.querySelectorAll(".draw-bar-fill").forEach((fill, d) => {
         fill.style.height = `${(100 * p[d]).toFixed(1)}%`;
         fill.classList.toggle("draw-bar-best", d === digit);
       });
+    }
+
+    function predict() {
+      const pixels = context.getImageData(0, 0, canvas.width, canvas.height).data;
+      const { gray, alpha } = grayAlpha(pixels);
+      try {
+        prepare(gray, alpha, canvas.width, canvas.height);
+      } catch (error) {
+        if (!(error instanceof BlankImageError)) throw error;
+        clear();  // nothing drawn: nothing to ask
+        return;
+      }
+      ask(canvas, show);
     }
 
     let drawing = false;
@@ -306,7 +354,57 @@
     context.lineCap = context.lineJoin = "round";
     context.strokeStyle = "black";
     clear();
+    return { show, say, clear };
   }
 
-  document.querySelectorAll(".draw-digit").forEach(setUp);
+  // The page: the network runs here, on the weights of weights.js.
+  function askHere(canvas, show) {
+    const context = canvas.getContext("2d", { willReadFrequently: true });
+    const pixels = context.getImageData(0, 0, canvas.width, canvas.height).data;
+    const { gray, alpha } = grayAlpha(pixels);
+    const prepared = prepare(gray, alpha, canvas.width, canvas.height);
+    const p = forward(prepared.input);
+    show({ digit: argmax(p), probabilities: p, image: prepared.image });
+  }
+
+  // The notebook widget (anywidget): the drawing goes to the kernel as a PNG,
+  // where DigitCanvas prepares it and asks the reader's model; the answer comes
+  // back in the widget's traits.
+  function render({ model, el }) {
+    const root = document.createElement("div");
+    root.className = "draw-digit";
+    el.appendChild(root);
+    let view = null;
+    const ask = (canvas) => {
+      view.say("Asking the network...");
+      model.set("drawing", canvas.toDataURL("image/png"));
+      model.set("request", model.get("request") + 1);
+      model.save_changes();
+    };
+    view = mount(root, ask, model.get("unsure"));
+    const answered = () => {
+      const error = model.get("error");
+      view.show(error ? { error } : {
+        digit: model.get("digit"),
+        probabilities: model.get("probabilities"),
+        image: model.get("prepared"),
+      });
+    };
+    model.on("change:answered", answered);
+    return () => model.off("change:answered", answered);
+  }
+
+  return { prepare, forward, classifyImages, BlankImageError, mount, askHere,
+           render };
 })();
+
+window.drawDigit = drawDigit;
+if (window.MNIST_MLP) {  // on the page, after weights.js
+  document.querySelectorAll(".draw-digit").forEach((root) => {
+    drawDigit.mount(root, drawDigit.askHere);
+    const accuracy = document.querySelector(".draw-accuracy");
+    if (accuracy) {
+      accuracy.textContent = (100 * window.MNIST_MLP.accuracy).toFixed(1) + "%";
+    }
+  });
+}
