@@ -4,8 +4,10 @@ MNIST digits are white on black, cropped to the digit, scaled so that the longer
 side is 20 pixels (with anti-aliasing, keeping the aspect ratio) and placed in a
 28x28 field by their centre of mass. :func:`prepare_digit` does the same to any
 image (a file, a PIL image or an array), :func:`predict_digit` asks a model, and
-:func:`plot_digit_prediction` shows the answer. The static page "Draw a digit"
-runs the same steps in JavaScript (``mnist_helpers/static/draw/draw.js``).
+:func:`plot_digit_prediction` shows the answer. :class:`DigitFolder` is a data set
+of digit image files, one per sample, with the label in the file name. The static
+page "Draw a digit" runs the same steps in JavaScript
+(``mnist_helpers/static/draw/draw.js``).
 """
 
 from __future__ import annotations
@@ -18,10 +20,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+from torchvision import transforms
 
 from .data import MNIST_MEAN, MNIST_STD
 
 __all__ = [
+    "TO_INPUT",
+    "DigitFolder",
     "DigitImageError",
     "DigitPrediction",
     "plot_digit_prediction",
@@ -40,6 +46,39 @@ MIN_CONTRAST = 0.05
 #: The longer side of the scaled digit, the size of the field, and where the
 #: centre of mass goes (row and column index; MNIST's digits average 14.0).
 DIGIT_SIZE, FIELD_SIZE, CENTRE = 20, 28, 14.0
+
+
+#: An MNIST-style image file (28x28, white digit on black) as the network's input:
+#: one channel (a colour file is made gray), 0..1 values with the channel first,
+#: normalised as in training. The same values as :func:`~mnist_helpers.normalize`.
+TO_INPUT = transforms.Compose(
+    [
+        transforms.Grayscale(),
+        transforms.ToTensor(),
+        transforms.Normalize((MNIST_MEAN,), (MNIST_STD,)),
+    ]
+)
+
+
+class DigitFolder(Dataset):
+    """The PNG files of ``folder``, each named ``<anything>_<label>.png``:
+    ``dataset[i]`` is the image of the i-th file (in sorted order) through
+    ``transform`` (:data:`TO_INPUT` by default) and its label. Defined in a
+    module, so that DataLoader workers started by "spawn" can import it."""
+
+    def __init__(self, folder: str | Path, transform=TO_INPUT):
+        self.paths = sorted(Path(folder).glob("*_*.png"))
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path = self.paths[index]
+        with Image.open(path) as image:
+            X = self.transform(image)
+        label = int(path.stem.split("_")[-1])  # "00042_4" -> 4
+        return X, label
 
 
 class DigitImageError(ValueError):

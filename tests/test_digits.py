@@ -21,9 +21,18 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 import mnist_helpers.canvas
-from mnist_helpers import MLP, MNIST_MEAN, MNIST_STD, load_final_model, normalize
+from mnist_helpers import (
+    MLP,
+    MNIST_MEAN,
+    MNIST_STD,
+    load_final_model,
+    normalize,
+    seed_worker,
+)
 from mnist_helpers.canvas import DigitCanvas
 from mnist_helpers.digits import (
+    TO_INPUT,
+    DigitFolder,
     DigitImageError,
     DigitPrediction,
     plot_digit_prediction,
@@ -305,6 +314,46 @@ def test_wrong_dtypes_and_ranges():
     assert "astype(np.uint8)" in error_for((image * 1000).astype(np.int64))
     assert "dtype complex128" in error_for(image.astype(complex))
     assert "pass a file path" in error_for(image.tolist())
+
+
+# --- a folder of digit files (chapter 10's own data set) -------------------------
+
+
+def write_digit_files(folder: Path, images: np.ndarray, labels: np.ndarray) -> None:
+    for index, (image, label) in enumerate(zip(images, labels)):
+        Image.fromarray(image).save(folder / f"{index:05d}_{label}.png")
+
+
+def test_digit_folder_reads_what_normalize_gives(digits, tmp_path):
+    images, labels = digits
+    write_digit_files(tmp_path, images[:20], labels[:20])
+    (tmp_path / "notes.txt").write_text("not an image")
+    dataset = DigitFolder(tmp_path)
+    assert len(dataset) == 20
+    X, y = dataset[3]
+    assert X.shape == (1, 28, 28) and X.dtype == torch.float32 and y == labels[3]
+    assert torch.allclose(X, normalize(torch.from_numpy(images[3:4]))[0], atol=1e-6)
+    Image.fromarray(images[0]).convert("RGB").save(tmp_path / f"in_colour_{labels[0]}.png")
+    colour, label = DigitFolder(tmp_path)[20]  # sorted after the numbered files
+    assert label == labels[0] and torch.equal(colour, dataset[0][0])
+
+
+def test_digit_folder_works_with_spawned_workers(digits, tmp_path):
+    """Workers started by "spawn" (macOS, Windows) rebuild the data set from a
+    pickle: the class and the transform must be importable."""
+    images, labels = digits
+    write_digit_files(tmp_path, images[:8], labels[:8])
+    loader = torch.utils.data.DataLoader(
+        DigitFolder(tmp_path),
+        batch_size=4,
+        num_workers=1,
+        worker_init_fn=seed_worker,
+        multiprocessing_context="spawn",
+    )
+    X, y = zip(*loader)
+    assert torch.equal(torch.cat(y), torch.from_numpy(labels[:8]))
+    expected = torch.stack([TO_INPUT(Image.fromarray(image)) for image in images[:8]])
+    assert torch.allclose(torch.cat(X), expected)
 
 
 # --- the notebook canvas, without a browser ----------------------------------
