@@ -14,7 +14,9 @@ It measures, on the current machine and in the same run:
   ceiling reads as a fraction of the hardware's peak;
 * the seconds the final recipe (chapter 4) and the speed recipe (chapter 11) train
   for, with the test accuracy each reaches (at least 98.5%), also in units of one
-  epoch of the original pipeline (60,000 images at its measured rate).
+  epoch of the original notebook as it runs: all 60,000 images, timed from the
+  start of the epoch, when its 3 workers start, to its last step (the unit chapter
+  11 uses). The pipelines' seconds per epoch are at their steady rate instead.
 
 Progress goes to stderr, the table to stdout, and ``--json`` writes every figure.
 ``--dry-run`` runs the same code on tiny sizes in a few seconds (for the tests): its
@@ -46,7 +48,13 @@ from .runtime import get_device, synchronize
 from .speedrun import SPEED_RECIPE, SpeedRecipe, speedrun
 from .training import evaluate
 
-__all__ = ["flop_per_sample", "main", "samples_per_second", "sgemm_gflops"]
+__all__ = [
+    "flop_per_sample",
+    "main",
+    "original_epoch_seconds",
+    "samples_per_second",
+    "sgemm_gflops",
+]
 
 LAYERS = (784, 512, 512, 10)
 NUM_TRAIN = 60_000  # one epoch of the original notebook
@@ -109,6 +117,38 @@ def samples_per_second(loader, num_batches: int, device) -> float:
     seconds = time.perf_counter() - start
     del batches  # shuts the workers down
     return count / seconds
+
+
+def original_epoch_seconds(num_batches: int | None = None, device="cpu") -> float:
+    """Seconds of one whole epoch of the original notebook as it runs: a fresh MLP
+    trained with SGD (lr 0.01) at batch 32 on torchvision's MNIST with ``ToTensor``,
+    through a DataLoader with 3 workers, timed from the start of the epoch, when the
+    workers start, to its last step. Chapter 11 measures its unit of training time
+    the same way. With ``num_batches``, only that many batches run and the time is
+    scaled to the whole epoch (for the dry run)."""
+    torch.manual_seed(0)
+    model = MLP().to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    loss_fn = nn.CrossEntropyLoss()
+    model.train()
+    with warnings.catch_warnings():
+        # 3 workers on fewer cores make PyTorch warn: measuring that is the point
+        warnings.filterwarnings(
+            "ignore", message="This DataLoader will create", category=UserWarning
+        )
+        loader = DataLoader(load_mnist(train=True), batch_size=32, shuffle=True, num_workers=3)
+        count = 0
+        synchronize(device)
+        start = time.perf_counter()
+        for X, y in itertools.islice(loader, num_batches):  # the workers start here
+            X, y = X.to(device), y.to(device)
+            optimizer.zero_grad()
+            loss_fn(model(X), y).backward()
+            optimizer.step()
+            count += 1
+        synchronize(device)
+        seconds = time.perf_counter() - start
+    return seconds * len(loader) / count
 
 
 def measure_pipelines(num_batches: int, rounds: int, device) -> dict[str, float]:
@@ -197,7 +237,8 @@ def run(num_batches: int = 200, rounds: int = 2, dry_run: bool = False) -> dict:
     log("matrix-multiply speed (sgemm)")
     gflops = sgemm_gflops(256 if dry_run else 2048, 2 if dry_run else 5, device)
     rates = measure_pipelines(num_batches, rounds, device)
-    original_epoch = NUM_TRAIN / rates["original"]
+    log("one whole epoch of the original notebook, worker start included")
+    original_epoch = original_epoch_seconds(3 if dry_run else None, device)
     flop = flop_per_sample()
     peak = gflops * 1e9 / flop
     recipes = {}
@@ -275,7 +316,8 @@ def format_table(result: dict) -> str:
             f"{row['test_accuracy']:14.2%}{mark}"
         )
     lines.append(
-        f"(one epoch of the original pipeline: {result['original_epoch_seconds']:.1f} s; "
+        f"(original epochs: one whole epoch of the original notebook, worker start "
+        f"included, {result['original_epoch_seconds']:.1f} s; "
         f"target {result['target_accuracy']:.1%})"
     )
     if result["dry_run"]:

@@ -43,6 +43,10 @@ def test_dry_run_prints_a_table_and_progress(dry_run):
     result, completed = dry_run
     assert "original" in completed.stdout and "compute only" in completed.stdout
     assert "DRY RUN" in completed.stdout
+    # the recipes' unit: a whole epoch of the original notebook, as chapter 11 times it
+    assert "one whole epoch of the original notebook, worker start included" in (
+        completed.stdout
+    )
     assert completed.stdout.strip() == format_table(result)
     progress = [line for line in completed.stderr.splitlines() if line.startswith("[bench]")]
     assert len(progress) >= 5 and progress[-1].startswith("[bench] wrote")
