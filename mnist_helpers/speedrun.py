@@ -1,5 +1,7 @@
-"""The speed recipe: the book's 784-512-512-10 network to 98.5% test accuracy in the
-least training time (chapter 11, and the benchmark ``python -m mnist_helpers.bench``).
+"""The speed recipe: the book's 784-512-512-10 network to 98.5% test accuracy in a
+few epochs (chapter 11, and the benchmark ``python -m mnist_helpers.bench``). Its
+number of epochs is the fewest, of those chapter 11 tries, whose validation accuracy
+reaches 98.5%; its other settings follow the chapter's reasoning and were not tuned.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ class SpeedRecipe:
     seed: int
 
 
-#: The settings chosen on the validation set in chapter 11.
+#: The speed recipe of chapter 11: ``epochs`` chosen there on the validation set
+#: (the fewest tried that reach 98.5%), the other settings not tuned.
 SPEED_RECIPE = SpeedRecipe(
     epochs=6,
     batch_size=512,
