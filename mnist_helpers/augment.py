@@ -2,9 +2,9 @@
 
 Each function takes a batch ``X`` of shape ``(N, 1, H, W)``, raw or normalised, and
 returns a distorted copy of the same shape, every image distorted differently. The
-work is a few tensor operations on the whole batch (one ``grid_sample`` call), so it
-costs little next to a training step, and the random numbers come from the
-``generator`` given, so runs are reproducible.
+work is a few tensor operations on the whole batch (one ``grid_sample`` call), with no
+Python loop over images (chapter 11's ablation times what it adds to training), and
+the random numbers come from the ``generator`` given, so runs are reproducible.
 
 * :func:`random_affine`: a random rotation, scaling and shift per image.
 * :func:`elastic_grid_offsets`: smooth random displacement fields (Simard et al.,
