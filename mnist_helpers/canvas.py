@@ -70,7 +70,9 @@ class DigitCanvas(anywidget.AnyWidget):
         try:
             prediction = predict_digit(self.model, _decode(self.drawing))
         except DigitImageError as error:
-            self.digit, self.probabilities, self.prepared = -1, [], []
+            self.digit = -1
+            self.probabilities = []
+            self.prepared = []
             self.error = str(error)
         else:
             image = prediction.image[0, 0] * MNIST_STD + MNIST_MEAN
