@@ -122,7 +122,9 @@ def load_final_model(
 ) -> MLP:
     """The best model of chapter 4's finished run, from ``<name>.best.pt`` next to
     ``checkpoint_path``; when there is none, train it first with
-    :func:`train_final_model` (about 20 s on a 2-core CPU). ``log`` says which.
+    :func:`train_final_model` (12 epochs: about half a minute on an idle 2-core CPU,
+    longer on a busy one; chapter 4 prints the time of each epoch). ``log`` says
+    which.
 
     Raises :class:`~mnist_helpers.CheckpointError` when a file at those paths is
     damaged, foreign or from another architecture (the message says what to do).
