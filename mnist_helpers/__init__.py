@@ -16,6 +16,9 @@ can focus on their own topic. Modules by concern:
   :mod:`mnist_helpers.canvas`, a drawing canvas for Jupyter and Colab (chapter 10)
 * :mod:`mnist_helpers.augment` (augmentation on whole batches) and
   :mod:`mnist_helpers.speedrun` (the speed recipe), imported from there (chapter 11)
+* :mod:`mnist_helpers.ddp`: data-parallel training with ``torch.distributed``, a
+  script for ``torchrun --standalone --nproc-per-node=2 -m mnist_helpers.ddp``
+  (chapter 12)
 * :mod:`mnist_helpers.bench`: the benchmark, ``python -m mnist_helpers.bench``
 """
 

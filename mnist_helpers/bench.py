@@ -18,6 +18,11 @@ It measures, on the current machine and in the same run:
   start of the epoch, when its 3 workers start, to its last step (the unit chapter
   11 uses). The pipelines' seconds per epoch are at their steady rate instead.
 
+* the samples per second of data-parallel training (chapter 12): the final recipe at
+  its global batch of 256 for a fixed number of steps, in two processes of one
+  thread each (``torchrun``, gloo, on the CPU) beside one process with its default
+  threads.
+
 Progress goes to stderr, the table to stdout, and ``--json`` writes every figure.
 ``--dry-run`` runs the same code on tiny sizes in a few seconds (for the tests): its
 figures mean nothing. Timings depend on whatever else runs: use a quiet machine.
@@ -30,6 +35,8 @@ import itertools
 import json
 import os
 import platform
+import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -229,6 +236,43 @@ def run_speed_recipe(device, dry_run: bool) -> tuple[float, float]:
     return seconds, _test_accuracy(model, device, 1000 if dry_run else None)
 
 
+def run_data_parallel(dry_run: bool) -> dict[str, dict]:
+    """Data-parallel training (chapter 12) against one process at the same global
+    batch: the final recipe's settings for 200 steps (3 on 1,024 images in the dry
+    run) on the CPU, in two processes of one thread each started by ``torchrun``
+    and in one process with its default threads. Each row: processes, threads per
+    process, steps, seconds of training and samples per second."""
+    from .ddp import torchrun
+
+    steps = 3 if dry_run else 200
+    rows = {}
+    with tempfile.TemporaryDirectory() as folder:
+        args = ["-m", "mnist_helpers.ddp", "--device", "cpu", "--max-steps", str(steps)]
+        if dry_run:
+            args += ["--max-samples", "1024"]
+        for name, processes in (("two_processes", 2), ("one_process", 1)):
+            log(f"data parallel: {processes} process(es), {steps} steps")
+            checkpoint = ["--checkpoint", str(Path(folder) / f"{name}.pt")]
+            if processes == 1:
+                done = subprocess.run([sys.executable, *args, *checkpoint],
+                                      capture_output=True, text=True, timeout=900)
+            else:
+                done = torchrun("--standalone", "--nproc-per-node=2", *args, *checkpoint,
+                                timeout=900)
+            if done.returncode != 0:
+                raise RuntimeError(f"the data-parallel run failed:\n{done.stderr[-2000:]}")
+            threads = int(re.search(r"\(\w+, (\d+) thread", done.stdout)[1])
+            seconds = float(re.search(r"steps in ([\d.]+) s of training", done.stdout)[1])
+            rows[name] = {
+                "processes": processes,
+                "threads_per_process": threads,
+                "steps": steps,
+                "seconds": seconds,
+                "samples_per_second": steps * FINAL_RECIPE.batch_size / seconds,
+            }
+    return rows
+
+
 def run(num_batches: int = 200, rounds: int = 2, dry_run: bool = False) -> dict:
     """Every measurement, as a JSON-ready dictionary."""
     device = get_device()
@@ -253,6 +297,7 @@ def run(num_batches: int = 200, rounds: int = 2, dry_run: bool = False) -> dict:
         }
     recipes["final"]["settings"] = FINAL_RECIPE.__dict__
     recipes["speed"]["settings"] = SPEED_RECIPE.__dict__
+    data_parallel = run_data_parallel(dry_run)
     log("done")
     return {
         "dry_run": dry_run,
@@ -283,6 +328,7 @@ def run(num_batches: int = 200, rounds: int = 2, dry_run: bool = False) -> dict:
         "original_epoch_seconds": original_epoch,
         "target_accuracy": TARGET_ACCURACY,
         "recipes": recipes,
+        "data_parallel": data_parallel,
     }
 
 
@@ -320,6 +366,16 @@ def format_table(result: dict) -> str:
         f"included, {result['original_epoch_seconds']:.1f} s; "
         f"target {result['target_accuracy']:.1%})"
     )
+    lines += [
+        "",
+        f"{'data parallel (CPU, batch 256)':32} {'threads':>7} {'steps':>6} "
+        f"{'seconds':>8} {'samples/s':>10}",
+    ]
+    for name, row in result["data_parallel"].items():
+        lines.append(
+            f"{name.replace('_', ' '):32} {row['threads_per_process']:7} "
+            f"{row['steps']:6} {row['seconds']:8.2f} {row['samples_per_second']:10,.0f}"
+        )
     if result["dry_run"]:
         lines.append("DRY RUN: tiny sizes, the figures mean nothing")
     return "\n".join(lines)

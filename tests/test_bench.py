@@ -102,3 +102,16 @@ def test_speedrun_learns_a_tiny_problem_and_checks_its_input():
         assert (model(X).argmax(dim=1) == y).float().mean() > 0.95
     with pytest.raises(ValueError, match="256 samples but y has 255"):
         speedrun(X, y[:-1], recipe)
+
+
+def test_dry_run_measures_data_parallel_training_beside_one_process(dry_run):
+    result, completed = dry_run
+    rows = result["data_parallel"]
+    assert set(rows) == {"two_processes", "one_process"}
+    assert rows["two_processes"]["processes"] == 2
+    assert rows["two_processes"]["threads_per_process"] == 1  # torchrun's default
+    assert rows["one_process"]["processes"] == 1
+    for row in rows.values():
+        assert row["steps"] == 3
+        assert _positive_numbers(row["seconds"]) and _positive_numbers(row["samples_per_second"])
+    assert "data parallel (CPU, batch 256)" in completed.stdout

@@ -1,0 +1,169 @@
+"""The data-parallel script of chapter 12, ``mnist_helpers.ddp``: two processes take
+the same steps as one, a failed run resumes to the same weights (started again by
+hand or by ``torchrun --max-restarts``), and bad input stops at once with a message
+that says what to do. The runs use the real MNIST, a few hundred images of it, on
+the CPU with gloo, on the loopback; every launch has a timeout and a free port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from mnist_helpers import MLP, save_checkpoint
+from mnist_helpers.ddp import SetupError, check_batch, epoch_seed, finish, main, torchrun
+
+TIMEOUT = 240  # seconds for one launch: generous, for a busy machine
+TINY = ["--device", "cpu", "--max-samples", "512", "--batch-size", "64"]
+# SGD without dropout or shifts: one process and two take the same steps
+PROBE = [*TINY, "--optimizer", "sgd", "--lr", "0.05", "--dropout", "0",
+         "--max-shift", "0", "--max-steps", "10", "--save-steps", "10"]  # fmt: skip
+# A fresh rendezvous store for every attempt of a restarted group (chapter 12)
+FRESH_STORE = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+
+
+def weights(path):
+    return torch.load(path, weights_only=True)["model"]
+
+
+def run_two(*args, env=None, restarts=0):
+    """The script in two processes, ``--standalone`` (torchrun picks a free port)."""
+    return torchrun(
+        "--standalone", "--nproc-per-node=2", f"--max-restarts={restarts}",
+        "-m", "mnist_helpers.ddp", *map(str, args), env=env, timeout=TIMEOUT,
+    )  # fmt: skip
+
+
+def run_alone(*args):
+    """The script in this process, as a world of one; returns its exit status."""
+    status = main([str(arg) for arg in args])
+    assert not dist.is_initialized(), "destroy_process_group was not called"
+    return status
+
+
+@pytest.fixture(scope="module")
+def reference(real_root, tmp_path_factory):
+    """An uninterrupted two-process run of 3 tiny epochs of the default recipe
+    (dropout and shifts: every rank draws its own random numbers)."""
+    path = tmp_path_factory.mktemp("reference") / "ddp.pt"
+    result = run_two(*TINY, "--epochs", "3", "--checkpoint", path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return path, result
+
+
+def test_two_processes_take_the_steps_of_one(real_root, tmp_path):
+    two = run_two(*PROBE, "--checkpoint", tmp_path / "two.pt")
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "2 process(es)" in two.stdout and "global batch 64 = 2 x 32" in two.stdout
+    assert run_alone(*PROBE, "--checkpoint", tmp_path / "one.pt") == 0
+    a, b = weights(tmp_path / "one.step10.pt"), weights(tmp_path / "two.step10.pt")
+    assert a.keys() == b.keys()
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+
+
+def test_the_log_and_the_checkpoint_come_from_rank_0(reference):
+    path, result = reference
+    assert result.stdout.count("epoch  3/3") == 1  # one process prints
+    checkpoint = torch.load(path, weights_only=True)
+    assert checkpoint["epoch"] == 3 and len(checkpoint["history"]["val_acc"]) == 3
+    model = MLP.from_checkpoint(path)  # the book's format, the unwrapped model
+    assert not any(name.startswith("module.") for name in model.state_dict())
+
+
+def test_torchrun_restarts_a_failed_group_to_the_same_weights(reference, tmp_path):
+    path = tmp_path / "restarted.pt"
+    result = run_two(*TINY, "--epochs", "3", "--checkpoint", path,
+                     "--crash-at-epoch", "2", env=FRESH_STORE, restarts=1)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "[rank 1] failing on purpose in epoch 2" in result.stderr
+    assert f"resumed from {path} after epoch 1 (attempt 2)" in result.stdout
+    reference_weights, restarted = weights(reference[0]), weights(path)
+    assert all(torch.equal(reference_weights[k], restarted[k]) for k in restarted)
+
+
+def test_a_run_started_again_resumes_to_the_same_weights(real_root, tmp_path, capsys):
+    args = [*TINY, "--epochs", "3"]
+    assert run_alone(*args, "--checkpoint", tmp_path / "whole.pt") == 0
+    path = tmp_path / "failed.pt"
+    assert run_alone(*args, "--checkpoint", path, "--crash-at-epoch", "2") == 1
+    assert "failing on purpose in epoch 2" in capsys.readouterr().err
+    assert torch.load(path, weights_only=True)["epoch"] == 1
+    assert run_alone(*args, "--checkpoint", path) == 0  # started again
+    assert f"resumed from {path} after epoch 1" in capsys.readouterr().out
+    whole, resumed = weights(tmp_path / "whole.pt"), weights(path)
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+
+
+def test_epoch_seeds_depend_on_seed_epoch_and_rank_only():
+    assert epoch_seed(0, 3, 1) == epoch_seed(0, 3, 1)
+    seeds = {epoch_seed(s, e, r) for s in (0, 1) for e in (1, 2) for r in (0, 1)}
+    assert len(seeds) == 8
+
+
+# --- bad input ----------------------------------------------------------------------
+
+
+def test_a_batch_that_does_not_split_is_refused(monkeypatch, capsys, tmp_path):
+    with pytest.raises(SetupError, match="a multiple of 3 to --batch-size"):
+        check_batch(128, 3)
+    assert check_batch(129, 3) == 43
+    monkeypatch.setenv("WORLD_SIZE", "3")  # as torchrun would set it
+    assert run_alone("--batch-size", "128", "--checkpoint", tmp_path / "x.pt") == 2
+    error = capsys.readouterr().err
+    assert "does not split evenly over 3 processes" in error and "such as 126" in error
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_nccl_without_a_gpu_is_refused(capsys, tmp_path):
+    assert run_alone("--backend", "nccl", "--checkpoint", tmp_path / "x.pt") == 2
+    error = capsys.readouterr().err
+    assert "--backend nccl needs one CUDA GPU per process" in error
+    assert "use --backend gloo" in error
+
+
+def test_a_checkpoint_of_another_architecture_is_refused(real_root, capsys, tmp_path):
+    path = tmp_path / "other.pt"
+    save_checkpoint(path, MLP(hidden_sizes=(16,)))
+    assert run_alone(*TINY, "--checkpoint", path) == 2
+    error = capsys.readouterr().err
+    assert "different architecture" in error and "hidden_sizes=[16]" in error
+
+
+def test_a_port_in_use_is_refused_before_anything_starts():
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        with pytest.raises(SetupError, match=f"port {port} on 127.0.0.1 is already in use"):
+            torchrun("--nnodes=1", "--rdzv-backend=c10d",
+                     f"--rdzv-endpoint=127.0.0.1:{port}", "-m", "mnist_helpers.ddp",
+                     timeout=10)  # fmt: skip
+
+
+def test_a_launch_past_its_timeout_is_stopped_with_its_children():
+    code = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', " \
+        "'import time; time.sleep(60)']); print('started', flush=True); time.sleep(60)"
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+    start = time.perf_counter()
+    with pytest.raises(subprocess.TimeoutExpired):
+        finish(process, timeout=2)
+    assert time.perf_counter() - start < 30
+    assert process.poll() == -signal.SIGKILL
+    for _ in range(100):  # the whole group is gone, its child too
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("a process of the launch outlived its timeout")
