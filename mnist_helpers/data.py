@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import shutil
 import tempfile
@@ -258,7 +259,7 @@ class TensorLoader:
         self.dataset = X  # so len(loader.dataset) works as with a DataLoader
 
     def __len__(self) -> int:
-        return -(-len(self.X) // self.batch_size)
+        return math.ceil(len(self.X) / self.batch_size)
 
     def __iter__(self):
         n = len(self.X)

@@ -3,6 +3,7 @@ call ``plt.show()`` after it in a notebook."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
@@ -52,7 +53,7 @@ def _grid(images, titles, colors, nrow, title, normalized, cell_inches=0.9):
     band = _BAND if titles else 0
     images = F.pad(images, (0, 0, band, 0), value=1.0)  # white space above each image
     nrow = min(nrow, len(images))
-    ncol_rows = -(-len(images) // nrow)
+    ncol_rows = math.ceil(len(images) / nrow)
     grid = make_grid(images, nrow=nrow, padding=_PAD, pad_value=1.0)
     height, width = images.shape[-2] + _PAD, images.shape[-1] + _PAD
     fig, ax = plt.subplots(
