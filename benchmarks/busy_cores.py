@@ -109,7 +109,9 @@ def measure_in_fresh_process(setting: str, min_run_time: float) -> dict:
     command = [sys.executable, __file__, "--child", "--min-run-time", str(min_run_time)]
     if threads is not None:
         command += ["--threads", str(threads)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if done.returncode != 0:  # say why, rather than only that it failed
+        raise RuntimeError(f"the run of {setting!r} failed:\n{done.stderr.strip()}")
     return json.loads(done.stdout)
 
 
