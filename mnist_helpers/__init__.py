@@ -39,20 +39,22 @@ from .data import (
     train_val_split,
 )
 from .model import MLP
-from .plots import (
-    plot_confusion_matrix,
-    plot_history,
-    show_image_pixels,
-    show_images,
-    show_predictions,
-)
 from .runtime import get_device, seed_everything, seed_worker, synchronize
 from .training import Evaluation, evaluate, fit, train_epoch
 
 # The recipe's names load on first use (PEP 562), so that the package does not import
 # mnist_helpers.recipe itself: `python -m mnist_helpers.recipe` then runs it cleanly,
-# without runpy's warning about a module imported before it runs.
+# without runpy's warning about a module imported before it runs. The figures load on
+# first use too: a process that only trains (chapter 12 starts several) does not pay
+# for importing matplotlib.
 _RECIPE_NAMES = ("FINAL_EPOCHS", "FINAL_RECIPE", "Recipe", "load_final_model", "train_final_model")
+_PLOT_NAMES = (
+    "plot_confusion_matrix",
+    "plot_history",
+    "show_image_pixels",
+    "show_images",
+    "show_predictions",
+)
 
 
 def __getattr__(name: str):
@@ -60,6 +62,10 @@ def __getattr__(name: str):
         from . import recipe
 
         return getattr(recipe, name)
+    if name in _PLOT_NAMES:
+        from . import plots
+
+        return getattr(plots, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -25,9 +25,12 @@ import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from torchvision import datasets, transforms
+
+if TYPE_CHECKING:  # torchvision loads when first needed: training alone needs none
+    from torchvision import datasets
 
 __all__ = [
     "MNIST_FILES",
@@ -113,6 +116,7 @@ def _download(file: MNISTFile, raw: Path) -> None:
     The download goes to a temporary name and is renamed only once its md5 is right,
     so a failed or partial download never leaves a file behind.
     """
+    from torchvision import datasets
     from torchvision.datasets.utils import download_url
 
     part = raw / f".{file.gz_name}.part"
@@ -199,6 +203,8 @@ def load_mnist(
 
     ``transform`` defaults to :class:`~torchvision.transforms.ToTensor`.
     """
+    from torchvision import datasets, transforms
+
     root = ensure_mnist(root, download=download)
     if transform is None:
         transform = transforms.ToTensor()
