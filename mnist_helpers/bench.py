@@ -251,7 +251,7 @@ def run_data_parallel(dry_run: bool) -> dict[str, dict]:
         if dry_run:
             args += ["--max-samples", "1024"]
         for name, processes in (("two_processes", 2), ("one_process", 1)):
-            log(f"data parallel: {processes} process(es), {steps} steps")
+            log(f"data parallel: processes: {processes}, steps: {steps}")
             checkpoint = ["--checkpoint", str(Path(folder) / f"{name}.pt")]
             if processes == 1:
                 done = subprocess.run([sys.executable, *args, *checkpoint],

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import math
 import os
 import signal
 import socket
@@ -303,7 +304,7 @@ def train(args, device: torch.device) -> int:
     per_rank = args.batch_size // world_size
     sampler = DistributedSampler(range(len(y_train)), world_size, rank,
                                  shuffle=True, seed=args.seed)
-    steps_per_epoch = -(-len(sampler) // per_rank)  # rounded up
+    steps_per_epoch = math.ceil(len(sampler) / per_rank)
     torch.manual_seed(args.seed)  # the same first weights everywhere
     model = MLP(dropout=args.dropout).to(device)
     optimizer, scheduler = make_optimizer(model, args, steps_per_epoch)
@@ -317,9 +318,10 @@ def train(args, device: torch.device) -> int:
         log(f"resumed from {args.checkpoint} after epoch {saved['epoch']} "
             f"(attempt {attempt})")
     model = DistributedDataParallel(model)  # broadcasts rank 0's weights
-    log(f"{world_size} process(es) on {device.type} ({dist.get_backend()}, "
-        f"{torch.get_num_threads()} thread(s) each), global batch "
-        f"{args.batch_size} = {world_size} x {per_rank}, "
+    processes = "process" if world_size == 1 else "processes"
+    log(f"{world_size} {processes} on {device.type} ({dist.get_backend()}), "
+        f"threads per process: {torch.get_num_threads()}")
+    log(f"global batch {args.batch_size} = {world_size} x {per_rank}, "
         f"{len(y_train):,} training images")
     done = len(history["seconds"])
     step, train_seconds = done * steps_per_epoch, sum(history["seconds"])

@@ -61,7 +61,7 @@ def reference(real_root, tmp_path_factory):
 def test_two_processes_take_the_steps_of_one(real_root, tmp_path):
     two = run_two(*PROBE, "--checkpoint", tmp_path / "two.pt")
     assert two.returncode == 0, two.stderr[-3000:]
-    assert "2 process(es)" in two.stdout and "global batch 64 = 2 x 32" in two.stdout
+    assert "2 processes on cpu" in two.stdout and "global batch 64 = 2 x 32" in two.stdout
     assert run_alone(*PROBE, "--checkpoint", tmp_path / "one.pt") == 0
     a, b = weights(tmp_path / "one.step10.pt"), weights(tmp_path / "two.step10.pt")
     assert a.keys() == b.keys()
