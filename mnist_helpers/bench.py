@@ -261,7 +261,7 @@ def run_data_parallel(dry_run: bool) -> dict[str, dict]:
                                 timeout=900)
             if done.returncode != 0:
                 raise RuntimeError(f"the data-parallel run failed:\n{done.stderr[-2000:]}")
-            threads = int(re.search(r"\(\w+, (\d+) thread", done.stdout)[1])
+            threads = int(re.search(r"threads per process: (\d+)", done.stdout)[1])
             seconds = float(re.search(r"steps in ([\d.]+) s of training", done.stdout)[1])
             rows[name] = {
                 "processes": processes,
