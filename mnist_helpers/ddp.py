@@ -24,6 +24,7 @@ and the tests do), with a timeout and a check that the rendezvous port is free.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import math
 import os
@@ -449,18 +450,37 @@ def start_torchrun(*args, env: dict | None = None, check_port: bool = True):
     )
 
 
-def finish(process, timeout: float = 300):
+def finish(process, timeout: float = 300, grace: float = 60):
     """Wait for a :func:`start_torchrun` process and return its
     ``subprocess.CompletedProcess``; past ``timeout`` seconds, stop it and
     every process it started, and raise ``subprocess.TimeoutExpired``."""
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
+        _stop_launch(process, grace)
         raise
     return subprocess.CompletedProcess(
         process.args, process.returncode, stdout, stderr)
+
+
+def _stop_launch(process, grace: float) -> None:
+    """Stop a launch and what it started. torchrun starts each worker in a
+    session of its own, out of reach of a signal to torchrun's group, so it
+    gets SIGTERM first, which it passes on to its workers (waiting for them
+    up to 30 s); whatever is left of the group after ``grace`` seconds gets
+    SIGKILL. The pipes are closed last: nothing waits on them forever."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=grace)
+    for pipe in (process.stdout, process.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 def torchrun(*args, timeout: float = 300, env: dict | None = None):
