@@ -2,17 +2,25 @@
 pyproject.toml), for the notebooks and the tests alike: every file's items run in one
 worker, in order, and the files of :data:`GROUPS` share a worker with each other."""
 
+import os
 from pathlib import Path
 
 import pytest
 
+# The test command's two processes share the cores, and every kernel, torchrun worker
+# and test uses PyTorch's threads on top: with OpenMP's default, a thread that waits
+# spins on a core another process needs. Waiting passively changes no result, only
+# less time is lost (the troubleshooting page measures it). A value already set wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 #: Files that share a group. The chapters that train or load chapter 4's final model
-#: run in order, then the tests that load it; the book is built once for its tests.
+#: run in order, then the tests that load or copy it; the book is built once for its tests.
 GROUPS = {
     "notebooks/04_faster.ipynb": "final-model",
     "notebooks/05_testing.ipynb": "final-model",
     "notebooks/10_own_digits.ipynb": "final-model",
     "tests/test_digits.py": "final-model",
+    "tests/test_notebooks_alone.py": "final-model",
     "tests/test_book.py": "book",
     "tests/test_browser.py": "book",
     "tests/test_draw_page.py": "book",
