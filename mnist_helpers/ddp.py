@@ -209,7 +209,8 @@ def load_data(args, local_rank: int) -> dict:
         ensure_mnist(root)
     dist.barrier()  # nobody reads the files before they are there
     images, labels = load_tensors(train=True, root=root, download=False)
-    X, (train_idx, val_idx) = normalize(images), train_val_split()
+    X = normalize(images)
+    train_idx, val_idx = train_val_split()
     test_images, test_labels = load_tensors(False, root, download=False)
     sets = {
         "train": (X[train_idx], labels[train_idx]),
@@ -227,12 +228,13 @@ def load_data(args, local_rank: int) -> dict:
 def shard_evaluate(model, X, y, device) -> tuple[float, float]:
     """Loss and accuracy on ``X, y``: every rank evaluates every
     world-size-th image, and ``all_reduce`` adds up their sums."""
-    rank, world_size = dist.get_rank(), dist.get_world_size()
+    rank = dist.get_rank()
+    world_size = dist.get_world_size()
     X, y = X[rank::world_size], y[rank::world_size]
     result = evaluate(model, TensorLoader(X, y, 1000), device=device)
-    totals = torch.tensor(
-        [result.loss * len(y), result.accuracy * len(y), len(y)],
-        dtype=torch.float64, device=device)
+    correct = (result.predictions == result.targets).sum().item()
+    totals = torch.tensor([result.loss * len(y), correct, len(y)],
+                          dtype=torch.float64, device=device)
     dist.all_reduce(totals)  # the sums over all ranks, on every rank
     loss, correct, count = totals.tolist()
     return loss / count, correct / count
@@ -298,7 +300,8 @@ def make_optimizer(model, args, steps_per_epoch: int):
 
 
 def train(args, device: torch.device) -> int:
-    rank, world_size = dist.get_rank(), dist.get_world_size()
+    rank = dist.get_rank()
+    world_size = dist.get_world_size()
     log = print if rank == 0 else (lambda *args, **kwargs: None)
     sets = load_data(args, local_rank=world()[1])
     X_train, y_train = sets["train"]
@@ -325,7 +328,8 @@ def train(args, device: torch.device) -> int:
     log(f"global batch {args.batch_size} = {world_size} x {per_rank}, "
         f"{len(y_train):,} training images")
     done = len(history["seconds"])
-    step, train_seconds = done * steps_per_epoch, sum(history["seconds"])
+    step = done * steps_per_epoch  # the steps of the epochs done before
+    train_seconds = sum(history["seconds"])
     for epoch in range(done + 1, args.epochs + 1):
         args.epoch = epoch
         sampler.set_epoch(epoch)  # a new order, the same on every rank
