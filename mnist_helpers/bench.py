@@ -78,7 +78,8 @@ def flop_per_sample(layers=LAYERS) -> int:
     these layer sizes: per linear layer of ``n_in x n_out`` weights, a forward
     product and the weights' gradient (``2 * n_in * n_out`` each), and the gradient
     of its input (the same again) for every layer but the first (the images need
-    no gradient). Biases, activations and the optimizer are left out (under 1%)."""
+    no gradient). Biases, activations and the optimizer are left out (little: the
+    optimizer's work is per weight once per batch, the others' per unit)."""
     pairs = list(zip(layers, layers[1:]))
     total = sum(4 * n_in * n_out for n_in, n_out in pairs)
     return total + sum(2 * n_in * n_out for n_in, n_out in pairs[1:])
