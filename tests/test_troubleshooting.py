@@ -9,6 +9,7 @@ releases word some of them differently), so they are compared from that release 
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import urllib.error
@@ -154,3 +155,13 @@ def test_the_quoted_mirrors_are_torchvisions():
     if Version(torch.__version__) < QUOTED_RELEASE:
         pytest.skip("an older torchvision, with its own list of mirrors")
     assert torchvision.datasets.MNIST.mirrors == QUOTED_MIRRORS
+
+
+def test_the_busy_cores_table_quotes_the_stored_run():
+    """The figures of the busy-cores section are those of the run chapter 7 reads,
+    benchmarks/results/busy_cores_quiet.json, as the page rounds them."""
+    stored = json.loads((ROOT / "benchmarks/results/busy_cores_quiet.json").read_text())
+    section = PAGE.read_text().split("benchmarks/busy_cores.py", 1)[1][:1500]
+    for condition in stored["conditions"].values():
+        for setting in condition["settings"].values():
+            assert f"{round(setting['samples_per_second']):,}" in section, setting
