@@ -31,7 +31,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import mnist_helpers.data as data_module  # noqa: E402
+from mnist_helpers.checkpoints import best_path  # noqa: E402
 from mnist_helpers.data import MNIST_FILES, MNISTFile, data_dir, raw_dir  # noqa: E402
+from mnist_helpers.recipe import _finished_run  # noqa: E402
 
 #: The repository's root, and its notebooks.
 ROOT = Path(__file__).resolve().parent.parent
@@ -168,6 +170,16 @@ def repo_root() -> Path:
 def notebook_paths() -> list[Path]:
     """Every chapter notebook, in order."""
     return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
+@pytest.fixture(scope="session")
+def chapter4_checkpoint() -> Path | None:
+    """``notebooks/checkpoints/mlp.pt`` when chapter 4's final run has finished there
+    (the test command runs chapter 4 first, in the same worker as the tests that ask
+    for this), else None. No test trains into that folder: the chapters would then
+    load a model trained under these tests' one thread."""
+    path = NOTEBOOKS / "checkpoints" / "mlp.pt"
+    return path if _finished_run(path, best_path(path)) else None
 
 
 # --- model weights ------------------------------------------------------------------------

@@ -30,7 +30,6 @@ from mnist_helpers import (
     seed_worker,
 )
 from mnist_helpers.canvas import DigitCanvas
-from mnist_helpers.checkpoints import best_path
 from mnist_helpers.digits import (
     TO_INPUT,
     DigitFolder,
@@ -40,21 +39,17 @@ from mnist_helpers.digits import (
     predict_digit,
     prepare_digit,
 )
-from mnist_helpers.recipe import _finished_run
 
 N = 200  # test digits per disguise
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
-def model(repo_root, real_root, tmp_path_factory):
+def model(chapter4_checkpoint, real_root, tmp_path_factory):
     """The book's final model, from where chapter 4 saves it (the test command runs
-    the notebooks first). When no finished run is there, it is trained once in a
-    temporary folder: a model trained under these tests' one thread must not be
-    left where the chapters would load it instead of chapter 4's."""
-    checkpoint = repo_root / "notebooks" / "checkpoints" / "mlp.pt"
-    if not _finished_run(checkpoint, best_path(checkpoint)):
-        checkpoint = tmp_path_factory.mktemp("final-model") / "mlp.pt"
+    the notebooks first); when no finished run is there, trained once in a temporary
+    folder."""
+    checkpoint = chapter4_checkpoint or tmp_path_factory.mktemp("final") / "mlp.pt"
     return load_final_model(checkpoint_path=checkpoint, log=None).eval()
 
 

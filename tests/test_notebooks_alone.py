@@ -29,7 +29,6 @@ from nbclient import NotebookClient
 
 from mnist_helpers.checkpoints import best_path
 from mnist_helpers.data import data_dir
-from mnist_helpers.recipe import _finished_run
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTING_CHAPTER = ROOT / "notebooks" / "05_testing.ipynb"
@@ -83,17 +82,18 @@ def _compared(cell) -> bool:
     return not ignored or any(ACCURACY.search(text) for text in _texts(cell))
 
 
-def test_testing_chapter_alone_in_an_empty_folder(installed, real_root, tmp_path):
+def test_testing_chapter_alone_in_an_empty_folder(
+    installed, real_root, chapter4_checkpoint, tmp_path
+):
     if not TESTING_CHAPTER.is_file():
         pytest.skip(f"{TESTING_CHAPTER.name} is not in this checkout")
     stored = nbformat.read(TESTING_CHAPTER, as_version=4)
     assert any(ACCURACY.search(t) for c in stored.cells for t in _texts(c))  # stored accuracy
     folder = tmp_path / "empty"
     folder.mkdir()
-    saved = ROOT / "notebooks" / "checkpoints" / "mlp.pt"
-    if _finished_run(saved, best_path(saved)):  # chapter 4 ran before this test
+    if chapter4_checkpoint is not None:  # chapter 4 ran before this test
         (folder / "checkpoints").mkdir()
-        for path in (saved, best_path(saved)):
+        for path in (chapter4_checkpoint, best_path(chapter4_checkpoint)):
             shutil.copy(path, folder / "checkpoints" / path.name)
     notebook = nbformat.read(TESTING_CHAPTER, as_version=4)
     # Where the kernel found the package, to check it is the installed copy.
