@@ -89,7 +89,7 @@ def _accuracy_line(checkpoint: Path) -> str:
     model = MLP.from_checkpoint(checkpoint)
     images, labels = load_tensors(train=False)
     result = evaluate(model, TensorLoader(normalize(images), labels, batch_size=1000))
-    num_right = round(result.accuracy * len(labels))
+    num_right = (result.predictions == labels).sum().item()
     return f"Test Accuracy (Overall): {num_right / len(labels):.2%} ({num_right}/{len(labels)})"
 
 
