@@ -287,4 +287,3 @@ def driver(tmp_path_factory):
 @pytest.fixture(scope="session")
 def site(built_book) -> Path:
     return built_book.html
-

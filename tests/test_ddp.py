@@ -161,8 +161,10 @@ def test_a_port_in_use_is_refused_before_anything_starts():
 
 
 def test_a_launch_past_its_timeout_is_stopped_with_its_children():
-    code = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', " \
+    code = (
+        "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', "
         "'import time; time.sleep(60)']); print('started', flush=True); time.sleep(60)"
+    )
     process = subprocess.Popen(
         [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, start_new_session=True,

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image, ImageDraw, ImageFilter
 
 import mnist_helpers.canvas
@@ -84,16 +85,21 @@ def large_photo(digit: np.ndarray) -> Image.Image:
     return Image.fromarray(paper)
 
 
+def square_filter(image: np.ndarray, size: int, reduce) -> np.ndarray:
+    """The darkest (``np.min``) or brightest (``np.max``) pixel of each ``size`` x
+    ``size`` square, edges repeated: PIL's ``MinFilter`` and ``MaxFilter``, pixel for
+    pixel, taken along the rows and then the columns, which is ten times faster."""
+    padded = np.pad(image, size // 2, mode="edge")
+    rows = reduce(sliding_window_view(padded, size, axis=1), axis=-1)
+    return reduce(sliding_window_view(rows, size, axis=0), axis=-1)
+
+
 DISGUISES = {
     "inverted": lambda d: 255 - d,
     "off-centre": lambda d: np.pad(d, ((2, 40), (30, 5))),
     "scaled-up": scaled_up,
-    "thin-strokes": lambda d: np.asarray(
-        Image.fromarray(scaled_up(d)).filter(ImageFilter.MinFilter(7))
-    ),
-    "thick-strokes": lambda d: np.asarray(
-        Image.fromarray(scaled_up(d)).filter(ImageFilter.MaxFilter(11))
-    ),
+    "thin-strokes": lambda d: square_filter(scaled_up(d), 7, np.min),
+    "thick-strokes": lambda d: square_filter(scaled_up(d), 11, np.max),
     "rgba-on-transparent": rgba_on_transparent,
     "large-photo": large_photo,
 }
@@ -110,6 +116,17 @@ BOUNDS = {
     "rgba-on-transparent": (0.04, 0.93, 0.99),
     "large-photo": (0.04, 0.93, 0.98),
 }
+
+
+@pytest.mark.parametrize(
+    ("size", "reduce", "pil_filter"),
+    [(7, np.min, ImageFilter.MinFilter), (11, np.max, ImageFilter.MaxFilter)],
+)
+def test_square_filter_is_pils(digits, size, reduce, pil_filter):
+    for digit in digits[0][:3]:
+        image = scaled_up(digit)
+        expected = np.asarray(Image.fromarray(image).filter(pil_filter(size)))
+        np.testing.assert_array_equal(square_filter(image, size, reduce), expected)
 
 
 def test_an_mnist_digit_comes_back_as_it_was(digits):
