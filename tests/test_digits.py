@@ -88,7 +88,7 @@ def large_photo(digit: np.ndarray) -> Image.Image:
 def square_filter(image: np.ndarray, size: int, reduce) -> np.ndarray:
     """The darkest (``np.min``) or brightest (``np.max``) pixel of each ``size`` x
     ``size`` square, edges repeated: PIL's ``MinFilter`` and ``MaxFilter``, pixel for
-    pixel, taken along the rows and then the columns, which is ten times faster."""
+    pixel, taken along the rows and then the columns, several times faster."""
     padded = np.pad(image, size // 2, mode="edge")
     rows = reduce(sliding_window_view(padded, size, axis=1), axis=-1)
     return reduce(sliding_window_view(rows, size, axis=0), axis=-1)
