@@ -1,10 +1,14 @@
-"""Let nbval apply the sanitize file wherever pytest is started from, run the quick
-version of the longest experiments (``MNIST_BOOK_QUICK=1``: chapters 3, 6 and 11),
-and keep the kernels' OpenMP threads from spinning (``OMP_WAIT_POLICY=PASSIVE``).
+"""Let nbval apply the sanitize file wherever pytest is started from, compare the
+cells tagged ``nbval-tolerance`` number by number (``nbval_tolerance.py``), run the
+quick version of the longest experiments (``MNIST_BOOK_QUICK=1``: chapters 3, 6 and
+11), and keep the kernels' OpenMP threads from spinning (``OMP_WAIT_POLICY=PASSIVE``).
 The pytest-xdist groups are in the root conftest.py."""
 
 import os
 from pathlib import Path
+
+from nbval.plugin import IPyNbCell
+from nbval_tolerance import TAG, parse_tolerance, reconcile
 
 # The kernels nbval starts inherit this: the longest experiments run a reduced
 # version whose accuracy floors are still asserted. Set MNIST_BOOK_QUICK=0 to run them in full.
@@ -23,3 +27,27 @@ def pytest_configure(config):
     if not getattr(config.option, "nbval_sanitize_with", None):
         config.option.nbval_sanitize_with = str(SANITIZE_FILE)
 
+
+_exact_compare = IPyNbCell.compare_outputs
+
+
+def compare_outputs(self, test, ref, skip_compare=None):
+    """nbval's comparison, with the numbers of a cell tagged ``nbval-tolerance``
+    first matched against the stored ones within the cell's ``tolerance``."""
+    if TAG not in self.cell.metadata.get("tags", []):
+        return _exact_compare(self, test, ref, skip_compare)
+    try:
+        bounds = parse_tolerance(self.cell.metadata.get("tolerance"))
+    except ValueError as error:
+        self.comparison_traceback = [f"bad tolerance metadata: {error}"]
+        return False
+    test, problems = reconcile(test, ref, bounds)
+    if problems:
+        self.comparison_traceback = [
+            f"{len(problems)} number(s) outside the cell's tolerance {bounds}:"
+        ] + [f"  {where}: {mismatch}" for where, mismatch in problems]
+        return False
+    return _exact_compare(self, test, ref, skip_compare)
+
+
+IPyNbCell.compare_outputs = compare_outputs
