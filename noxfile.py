@@ -4,6 +4,7 @@
     nox -s tests-3.12         # one version
     nox -s tests-3.12 -- tests/test_data.py   # arguments after -- go to pytest
     nox -s oldest             # the oldest PyTorch and torchvision the book admits
+    nox -s rounding           # the test command as other processors round
 
 Each ``tests`` session is what a reader does on a fresh machine: a new virtual
 environment, ``pip install -r requirements.txt``, then ``python -m pytest``. Versions
@@ -20,12 +21,15 @@ stored ones exactly are left out there (:data:`EXACT_TESTS`).
 
 from __future__ import annotations
 
+import sys
 import tomllib
 from pathlib import Path
 
 import nox
 
 ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT / "notebooks"))
+from nbval_tolerance import ROUNDING_MODES  # noqa: E402
 
 #: Python versions from pyproject's classifiers, the ones ``requires-python`` admits.
 PYTHONS = [
@@ -73,3 +77,20 @@ def oldest(session: nox.Session) -> None:
     session.install("-r", "requirements.txt", *pins)
     session.run("python", "-m", "pip", "list", silent=False)
     session.run("python", "-m", "pytest", "--nbval-lax", "-k", EXACT_TESTS, *session.posargs)
+
+
+@nox.session(python=PYTHONS[0])
+def rounding(session: nox.Session) -> None:
+    """The test command under each of the rounding modes other machines round in
+    (``ROUNDING_MODES`` in notebooks/nbval_tolerance.py), one after the other, in one
+    environment: ``nox -s rounding`` for all, ``nox -s rounding -- one-thread`` for
+    one. Every stored output is compared (numbers within their cells' tolerances) and
+    every hidden check runs; no ``--nbval-lax``."""
+    modes = session.posargs or list(ROUNDING_MODES)
+    unknown = sorted(set(modes) - set(ROUNDING_MODES))
+    if unknown:
+        session.error(f"unknown mode(s) {unknown}: choose from {list(ROUNDING_MODES)}")
+    session.install("-r", "requirements.txt")
+    for mode in modes:
+        session.log(f"rounding mode {mode}: {ROUNDING_MODES[mode] or 'as this machine'}")
+        session.run("python", "-m", "pytest", env=ROUNDING_MODES[mode])

@@ -35,6 +35,20 @@ from dataclasses import dataclass
 TAG = "nbval-tolerance"
 KINDS = ("percent", "decimal", "integer")
 
+#: Rounding as other machines round, made on this one through the environment:
+#: PyTorch's portable kernels instead of its vectorised ones, MKL's conditional
+#: numerical reproducibility modes, one thread, and more threads than two cores.
+#: ``scripts/rounding_variation.py`` measures the chapters under each, and
+#: ``nox -s rounding`` runs the test command under each.
+ROUNDING_MODES = {
+    "this-machine": {},
+    "portable-kernels": {"ATEN_CPU_CAPABILITY": "default"},
+    "mkl-compatible": {"MKL_CBWR": "COMPATIBLE"},
+    "mkl-avx": {"MKL_CBWR": "AVX"},
+    "one-thread": {"OMP_NUM_THREADS": "1"},
+    "three-threads": {"OMP_NUM_THREADS": "3"},
+}
+
 #: A number as the chapters print them: an optional sign, digits with optional
 #: thousands separators ("9,885"), an optional fraction and exponent, and an optional
 #: "%". Not a number: digits that continue a word ("cu130", "mlp2") or a number.

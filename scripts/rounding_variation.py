@@ -5,14 +5,15 @@
     python scripts/rounding_variation.py --report-only         # compare runs already made
 
 Another processor rounds differently; this machine can be made to round as others
-would (:data:`MODES`). For each mode, every chapter is run top to bottom in a fresh
-kernel, as the test command runs it (``MNIST_BOOK_QUICK=1``), in a copy of
-``notebooks/`` under ``--out`` (chapter 4's checkpoints stay there, for chapters 5
-and 10). Then each code cell's output is paired, number by number, with the stored
-one (``notebooks/nbval_tolerance.py``), and the largest difference of each kind of
-number (percent, decimal, integer) over all modes is written per cell to
-``<out>/variation.json`` and printed. A ``nbval-tolerance`` cell's bounds are set
-from these figures, with a margin (CONTRIBUTING.md, "Tolerances").
+would (``ROUNDING_MODES`` in ``notebooks/nbval_tolerance.py``). For each mode, every
+chapter is run top to bottom in a fresh kernel, as the test command runs it
+(``MNIST_BOOK_QUICK=1``), in a copy of ``notebooks/`` under ``--out`` (chapter 4's
+checkpoints stay there, for chapters 5 and 10). Then each code cell's output is
+paired, number by number, with the stored one (``notebooks/nbval_tolerance.py``),
+and the largest difference of each kind of number (percent, decimal, integer, and
+relative) over all modes is written per cell to ``<out>/variation.json`` and
+printed. A ``nbval-tolerance`` cell's bounds are set from these figures, with a
+margin (CONTRIBUTING.md, "Tolerances").
 """
 
 from __future__ import annotations
@@ -32,19 +33,10 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 sys.path.insert(0, str(NOTEBOOKS))
 
-from nbval_tolerance import KINDS, split_numbers  # noqa: E402
+from nbval_tolerance import KINDS, ROUNDING_MODES, split_numbers  # noqa: E402
 
-#: Other rounding, as other machines would round: PyTorch's portable kernels instead
-#: of its vectorised ones, MKL's conditional numerical reproducibility modes, one
-#: thread, and more threads than the cores.
-MODES = {
-    "this-machine": {},
-    "portable-kernels": {"ATEN_CPU_CAPABILITY": "default"},
-    "mkl-compatible": {"MKL_CBWR": "COMPATIBLE"},
-    "mkl-avx": {"MKL_CBWR": "AVX"},
-    "one-thread": {"OMP_NUM_THREADS": "1"},
-    "three-threads": {"OMP_NUM_THREADS": "3"},
-}
+#: The modes, from the module that compares within tolerances.
+MODES = ROUNDING_MODES
 
 #: Chapters that must run in order in one folder: 4 trains the model 5 and 10 load.
 CHAIN = ("04_faster.ipynb", "05_testing.ipynb", "10_own_digits.ipynb")
@@ -126,9 +118,7 @@ def report(out: Path, names: list[str], modes: list[str]) -> dict:
                     continue
                 result = differences(a, b)
                 key = f"{name} cell {index}"
-                row = table.setdefault(
-                    key, {"tags": a.metadata.get("tags", []), "modes": {}}
-                )
+                row = table.setdefault(key, {"tags": a.metadata.get("tags", []), "modes": {}})
                 row["modes"][mode] = result
     return table
 

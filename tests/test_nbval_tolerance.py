@@ -11,6 +11,7 @@ import sys
 
 import nbformat
 import pytest
+
 from conftest import NOTEBOOKS
 
 sys.path.insert(0, str(NOTEBOOKS))
