@@ -24,6 +24,7 @@ can focus on their own topic. Modules by concern:
 
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .data import (
+    BACKGROUND,
     MNIST_FILES,
     MNIST_MEAN,
     MNIST_STD,
@@ -36,6 +37,7 @@ from .data import (
     load_tensors,
     normalize,
     raw_dir,
+    shift_images,
     train_val_split,
 )
 from .model import MLP
@@ -70,6 +72,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "BACKGROUND",
     "CheckpointError",
     "Evaluation",
     "FINAL_EPOCHS",
@@ -98,6 +101,7 @@ __all__ = [
     "save_checkpoint",
     "seed_everything",
     "seed_worker",
+    "shift_images",
     "show_image_pixels",
     "show_images",
     "show_predictions",

@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # torchvision loads when first needed: training alone needs n
     from torchvision import datasets
 
 __all__ = [
+    "BACKGROUND",
     "MNIST_FILES",
     "MNIST_MEAN",
     "MNIST_STD",
@@ -45,6 +46,7 @@ __all__ = [
     "load_tensors",
     "normalize",
     "raw_dir",
+    "shift_images",
     "train_val_split",
 ]
 
@@ -282,20 +284,39 @@ class TensorLoader:
                 )
 
 
+#: The value of a blank (0) pixel after :func:`normalize`: what moves in at the edge
+#: when :func:`shift_images` moves a normalised image.
+BACKGROUND = (0 - MNIST_MEAN) / MNIST_STD
+
+
+def shift_images(X: torch.Tensor, dy: int, dx: int, background: float = BACKGROUND):
+    """The images ``X`` (``(..., H, W)``) moved ``dy`` pixels down and ``dx`` right
+    (negative: up, left), as chapter 4 writes it: what moves out at one edge is lost
+    and blank paper (``background``) moves in at the other. ``torch.roll`` would wrap
+    the ink that leaves at the bottom round to the top, and MNIST has ink at its
+    borders (723 of the 60,000 training digits in the bottom row)."""
+    pad = max(abs(dy), abs(dx))
+    padded = torch.nn.functional.pad(X, (pad, pad, pad, pad), value=background)
+    height, width = X.shape[-2:]
+    return padded[..., pad - dy : pad - dy + height, pad - dx : pad - dx + width]
+
+
 class ShiftedLoader:
     """The batches of ``loader``, each moved by a random ``-max_shift..max_shift``
-    pixels down and right (``torch.roll``; MNIST's borders are blank): the data
+    pixels down and right (:func:`shift_images`, blank paper moving in): the data
     augmentation of chapter 4's final recipe.
 
     One shift per batch, drawn from the loader's seeded ``generator`` (which
-    checkpoints save), so runs stay reproducible and resume exactly.
+    checkpoints save), so runs stay reproducible and resume exactly. The batches
+    are normalised images, so what moves in is :data:`BACKGROUND`.
     """
 
-    def __init__(self, loader, max_shift: int = 1):
+    def __init__(self, loader, max_shift: int = 1, background: float = BACKGROUND):
         if max_shift < 0:
             raise ValueError(f"max_shift must be 0 or more pixels, got {max_shift}")
         self.loader = loader
         self.max_shift = max_shift
+        self.background = background
         self.generator = loader.generator
         self.dataset = getattr(loader, "dataset", None)
 
@@ -307,4 +328,4 @@ class ShiftedLoader:
             dy, dx = torch.randint(
                 -self.max_shift, self.max_shift + 1, (2,), generator=self.generator
             ).tolist()
-            yield X.roll(shifts=(dy, dx), dims=(2, 3)), y
+            yield shift_images(X, dy, dx, self.background), y

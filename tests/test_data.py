@@ -29,6 +29,7 @@ from mnist_helpers import (
     load_tensors,
     normalize,
     raw_dir,
+    shift_images,
     train_val_split,
 )
 
@@ -447,13 +448,13 @@ def _lit_pixels(loader):
 
 def test_shifted_loader_moves_each_batch_by_at_most_max_shift():
     for max_shift in (1, 2):
-        loader = ShiftedLoader(_lit_loader(n=40), max_shift=max_shift)
+        loader = ShiftedLoader(_lit_loader(n=40), max_shift=max_shift, background=0.0)
         assert len(loader) == 20 and loader.generator is loader.loader.generator
         positions = _lit_pixels(loader) + _lit_pixels(loader)
         offsets = {(r - 14, c - 14) for r, c in positions}
         assert max(max(abs(dr), abs(dc)) for dr, dc in offsets) == max_shift
         assert len(offsets) > 4  # the shifts vary from batch to batch
-    assert _lit_pixels(ShiftedLoader(_lit_loader(), max_shift=0)) == [(14, 14)] * 3
+    assert _lit_pixels(ShiftedLoader(_lit_loader(), 0, background=0.0)) == [(14, 14)] * 3
 
 
 def test_shifted_loader_shifts_a_whole_batch_alike_and_keeps_the_labels():
@@ -465,7 +466,7 @@ def test_shifted_loader_shifts_a_whole_batch_alike_and_keeps_the_labels():
         (dy, dx)
         for dy in range(-2, 3)
         for dx in range(-2, 3)
-        if torch.equal(shifted, X.roll(shifts=(dy, dx), dims=(2, 3)))
+        if torch.equal(shifted, shift_images(X, dy, dx))
     ]
     assert len(matches) == 1
 
@@ -477,7 +478,7 @@ def test_shifted_loader_draws_exactly_as_chapter_4_writes_it():
     def chapter_4(loader):
         for X, y in loader:
             dy, dx = torch.randint(-1, 2, (2,), generator=loader.generator).tolist()
-            yield X.roll(shifts=(dy, dx), dims=(2, 3)), y
+            yield shift_images(X, dy, dx), y
 
     X, y = torch.rand(50, 1, 28, 28), torch.arange(50)
 
@@ -493,3 +494,28 @@ def test_shifted_loader_draws_exactly_as_chapter_4_writes_it():
 def test_shifted_loader_rejects_a_negative_shift():
     with pytest.raises(ValueError, match="max_shift"):
         ShiftedLoader(_lit_loader(), max_shift=-1)
+
+
+@pytest.mark.parametrize("dy, dx", [(0, 0), (2, 0), (-3, 1), (1, -2), (0, 5)])
+def test_shift_images_moves_the_ink_and_lets_blank_paper_in(dy, dx):
+    """Each pixel moves by (dy, dx); what moves in at the edge is the background and
+    nothing wraps round, unlike torch.roll."""
+    X = torch.rand(3, 1, 28, 28)
+    moved = shift_images(X, dy, dx, background=-1.0)
+    assert moved.shape == X.shape
+    for r in range(28):
+        for c in range(28):
+            r0, c0 = r - dy, c - dx
+            inside = 0 <= r0 < 28 and 0 <= c0 < 28
+            expected = X[..., r0, c0] if inside else torch.full((3, 1), -1.0)
+            assert torch.equal(moved[..., r, c], expected), (r, c)
+
+
+def test_shift_images_does_not_wrap_mnist_ink_round(real_train):
+    """The reason it exists: digits with ink in the bottom row (723 of the training
+    set), moved down by one, would get that ink at the top with torch.roll."""
+    images = real_train[0].float().unsqueeze(1)
+    inked = images[images[:, 0, -1, :].amax(dim=1) > 0]
+    assert len(inked) == 723
+    assert (inked.roll(1, dims=2)[:, 0, 0, :].amax(dim=1) > 0).all()
+    assert (shift_images(inked, 1, 0, background=0.0)[:, 0, 0, :] == 0).all()
