@@ -8,6 +8,19 @@ Each notebook runs top to bottom in a fresh kernel from the notebooks/ folder, a
 nbval runs it, and is saved with its outputs and execution counts. The time each
 one took is printed.
 
+Stored timings must come from a quiet machine, and the refresh proves it. Before and
+after each chapter it times a calibration workload (a 1024 x 1024 float32 matrix
+product, ``torch.utils.benchmark``'s median, in a fresh process) and compares it
+with the machine's own best: the best of this run and of the earlier runs on the
+same processor, thread count and PyTorch release recorded in
+``benchmarks/results/calibration.json``. A chapter whose calibration before or after
+fell more than ``--max-slowdown`` (default 15%) below that best is not stored: it is
+run again (``--retries``), and if the machine stays busy the script says so and exits
+non-zero. Each stored chapter gets a last line, written from the machine it ran on,
+that says when and where its outputs were made (:func:`provenance`), and the figures
+the chapters time are collected into ``notebooks/stored_figures.json`` and checked
+against each other (``scripts/stored_figures.py``).
+
 Before saving, the cell metadata is normalised (also with ``--no-execute``, which
 runs nothing and keeps outputs and execution counts as they are):
 
@@ -24,6 +37,11 @@ runs nothing and keeps outputs and execution counts as they are):
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,9 +49,106 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+CALIBRATIONS = ROOT / "benchmarks" / "results" / "calibration.json"
 HIDDEN_TAG = "remove-cell"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+PROVENANCE_ID = "provenance"
+
+#: The calibration, run in a fresh process so that it measures the machine, not this
+#: process's threads: the median GFLOP/s of a 1024 x 1024 float32 matrix product.
+CALIBRATE = """
+import json, torch
+from torch.utils import benchmark
+n = 1024
+a, b = torch.randn(n, n), torch.randn(n, n)
+timer = benchmark.Timer("a @ b", globals={"a": a, "b": b})
+median = timer.blocked_autorange(min_run_time=1.0).median
+print(json.dumps({"gflops": 2 * n**3 / median / 1e9, "threads": torch.get_num_threads(),
+                  "torch": torch.__version__.split("+")[0]}))
+"""
+
+
+def cpu_model() -> str:
+    """The processor's model name, as the operating system reports it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    if sys.platform == "darwin":
+        try:
+            return subprocess.run(
+                ["sysctl", "-n", "machdep.cpu.brand_string"],
+                capture_output=True, text=True, timeout=10,
+            ).stdout.strip()  # fmt: skip
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return platform.processor() or platform.machine()
+
+
+def calibrate(timeout: int = 120) -> dict:
+    """One calibration (:data:`CALIBRATE`) in a fresh Python process: its GFLOP/s,
+    thread count and PyTorch release."""
+    result = subprocess.run(
+        [sys.executable, "-c", CALIBRATE],
+        capture_output=True, text=True, timeout=timeout, check=True,
+    )  # fmt: skip
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def machine_key(calibration: dict) -> str:
+    """What a best calibration belongs to: processor, cores, threads, PyTorch."""
+    return (
+        f"{cpu_model()} | {os.cpu_count()} cores | {calibration['threads']} threads"
+        f" | torch {calibration['torch']}"
+    )
+
+
+def recorded_best(key: str, path: Path = CALIBRATIONS) -> float:
+    """The best calibration recorded for ``key`` (0 if none)."""
+    if not path.is_file():
+        return 0.0
+    return json.loads(path.read_text()).get(key, {}).get("best_gflops", 0.0)
+
+
+def record_best(key: str, gflops: float, path: Path = CALIBRATIONS) -> None:
+    """Record ``gflops`` as ``key``'s best if it beats the recorded one."""
+    records = json.loads(path.read_text()) if path.is_file() else {}
+    if gflops > records.get(key, {}).get("best_gflops", 0.0):
+        records[key] = {"best_gflops": round(gflops, 1), "date": str(datetime.date.today())}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(records, indent=1, sort_keys=True) + "\n")
+
+
+def quiet(gflops: float, best: float, max_slowdown: float) -> bool:
+    """Whether a calibration of ``gflops`` is within ``max_slowdown`` (a fraction) of
+    the machine's ``best``."""
+    return gflops >= (1 - max_slowdown) * best
+
+
+def provenance(calibration: dict, before: float, after: float, when=None) -> str:
+    """The line a refreshed chapter ends with: when, with what and on what its
+    outputs were made, and the calibration that shows the machine was quiet."""
+    when = when or datetime.date.today()
+    python = ".".join(platform.python_version_tuple()[:2])
+    return (
+        f"*Outputs stored on {when:%Y-%m-%d} with PyTorch {calibration['torch']}, "
+        f"Python {python}, on {cpu_model()} ({os.cpu_count()} cores, "
+        f"{calibration['threads']} threads); calibration {before:.0f} GFLOP/s before "
+        f"and {after:.0f} after.*"
+    )
+
+
+def set_provenance(notebook: nbformat.NotebookNode, line: str) -> None:
+    """Make ``line`` the notebook's last cell (a markdown cell with the id
+    :data:`PROVENANCE_ID`), replacing the one a previous refresh wrote."""
+    notebook.cells = [c for c in notebook.cells if c.get("id") != PROVENANCE_ID]
+    cell = nbformat.v4.new_markdown_cell(line)
+    cell.id = PROVENANCE_ID
+    notebook.cells.append(cell)
 
 
 def is_hidden(cell) -> bool:
@@ -71,26 +186,90 @@ def normalise_metadata(notebook: nbformat.NotebookNode) -> int:
     return changed
 
 
-def refresh(path: Path, execute: bool = True, timeout: int = 600) -> float:
-    """Execute ``path`` in place (unless ``execute`` is false), normalise its
-    metadata and save it. Returns the seconds the execution took."""
+def run_notebook(path: Path, timeout: int = 600) -> tuple[nbformat.NotebookNode, float]:
+    """``path`` run top to bottom in a fresh kernel (not saved), and the seconds it
+    took."""
     notebook = nbformat.read(path, as_version=4)
-    seconds = 0.0
-    if execute:
-        start = time.perf_counter()
-        NotebookClient(
-            notebook,
-            timeout=timeout,
-            kernel_name="python3",
-            record_timing=False,
-            store_widget_state=False,
-            resources={"metadata": {"path": str(path.parent)}},
-        ).execute()
-        seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    NotebookClient(
+        notebook,
+        timeout=timeout,
+        kernel_name="python3",
+        record_timing=False,
+        store_widget_state=False,
+        resources={"metadata": {"path": str(path.parent)}},
+    ).execute()
+    return notebook, time.perf_counter() - start
+
+
+def save(notebook: nbformat.NotebookNode, path: Path) -> None:
     normalise_metadata(notebook)
     nbformat.validate(notebook)
     nbformat.write(notebook, path)
+
+
+def refresh(path: Path, execute: bool = True, timeout: int = 600) -> float:
+    """Execute ``path`` in place (unless ``execute`` is false), normalise its
+    metadata and save it, without a calibration or a provenance line (the tests use
+    it on small notebooks). Returns the seconds the execution took."""
+    if not execute:
+        notebook, seconds = nbformat.read(path, as_version=4), 0.0
+    else:
+        notebook, seconds = run_notebook(path, timeout)
+    save(notebook, path)
     return seconds
+
+
+def calibrated_refresh(paths, max_slowdown, retries, timeout) -> int:
+    """Run each chapter between two calibrations and store it only when both were
+    within ``max_slowdown`` of the machine's best (see the module's docstring)."""
+    first = [calibrate() for _ in range(3)]
+    key = machine_key(first[0])
+    best = max(recorded_best(key), *(c["gflops"] for c in first))
+    print(f"machine: {key}")
+    now = ", ".join(f"{c['gflops']:.0f}" for c in first)
+    print(
+        f"calibration: {now} GFLOP/s now, "
+        f"best {best:.0f}; a chapter is stored only within {max_slowdown:.0%} of it"
+    )
+    log = []
+    for path in paths:
+        for attempt in range(1, retries + 2):
+            before = calibrate()
+            notebook, seconds = run_notebook(path, timeout)
+            after = calibrate()
+            best = max(best, before["gflops"], after["gflops"])
+            ok = all(quiet(c["gflops"], best, max_slowdown) for c in (before, after))
+            line = (
+                f"{seconds:6.1f} s  {path.name}: calibration "
+                f"{before['gflops']:.0f} before, {after['gflops']:.0f} after "
+                f"(best {best:.0f})"
+            )
+            print(line + ("" if ok else "  BUSY: not stored"), flush=True)
+            if ok:
+                set_provenance(notebook, provenance(before, before["gflops"], after["gflops"]))
+                save(notebook, path)
+                log.append(
+                    {
+                        "notebook": path.name,
+                        "seconds": round(seconds, 1),
+                        "before": round(before["gflops"], 1),
+                        "after": round(after["gflops"], 1),
+                        "attempt": attempt,
+                    }
+                )
+                break
+        else:
+            print(
+                f"{path.name}: the machine stayed busy in {retries + 1} tries; nothing "
+                "stored for it. Stop what else runs and refresh it again."
+            )
+            return 1
+    record_best(key, best)
+    print(
+        f"calibration best {best:.0f} GFLOP/s; every chapter stored within {max_slowdown:.0%} of it"
+    )
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,21 +281,25 @@ def main(argv: list[str] | None = None) -> int:
         action="store_false",
         help="run nothing: only collapse the hidden cells and drop timestamps",
     )
+    parser.add_argument(
+        "--max-slowdown",
+        type=float,
+        default=0.15,
+        help="refuse a chapter whose calibration fell more than this fraction below "
+        "the machine's best (default 0.15)",
+    )
+    parser.add_argument("--retries", type=int, default=2, help="tries after a busy one")
+    parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
     args = parser.parse_args(argv)
     paths = args.notebooks or sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     missing = [str(path) for path in paths if not path.is_file()]
     if missing:
         parser.error(f"no such notebook: {', '.join(missing)}")
-    total = 0.0
-    for path in paths:
-        seconds = refresh(path, execute=args.execute)
-        total += seconds
-        if args.execute:
-            print(f"{seconds:6.1f} s  {path.name}", flush=True)
-        else:
-            print(f"normalised  {path.name}", flush=True)
     if args.execute:
-        print(f"{total:6.1f} s  in all")
+        return calibrated_refresh(paths, args.max_slowdown, args.retries, args.timeout)
+    for path in paths:
+        refresh(path, execute=False)
+        print(f"normalised  {path.name}", flush=True)
     return 0
 
 

@@ -1,0 +1,105 @@
+"""The refresh's proof of a quiet machine (scripts/refresh_notebooks.py): a chapter is
+stored only between two calibrations within the allowed slowdown of the machine's
+best, with a provenance line written from the machine; a busy machine stores nothing
+and exits non-zero. The notebooks and the calibration are stand-ins here: no test
+measures a time."""
+
+from __future__ import annotations
+
+import datetime
+import json
+
+import nbformat
+import pytest
+from test_student_edition import REFRESH, code, load_script
+
+refresh = load_script(REFRESH)
+
+
+def _notebook(path):
+    nbformat.write(nbformat.v4.new_notebook(cells=[code("print(6 * 7)")]), path)
+    return path
+
+
+@pytest.fixture
+def stand_ins(monkeypatch, tmp_path):
+    """The calibration returns the figures queued in ``gflops``; running a notebook
+    only gives it an output; the records go to a temporary file."""
+    gflops = []
+    monkeypatch.setattr(
+        refresh,
+        "calibrate",
+        lambda: {"gflops": gflops.pop(0), "threads": 2, "torch": "2.14.1"},
+    )
+
+    def run(path, timeout):
+        notebook = nbformat.read(path, as_version=4)
+        notebook.cells[0].outputs = [nbformat.v4.new_output("stream", text="42\n")]
+        notebook.cells[0].execution_count = 1
+        return notebook, 1.0
+
+    monkeypatch.setattr(refresh, "run_notebook", run)
+    monkeypatch.setattr(refresh, "CALIBRATIONS", tmp_path / "calibration.json")
+    monkeypatch.setattr(refresh, "recorded_best", lambda key: 0.0)
+    return gflops
+
+
+def test_a_quiet_chapter_is_stored_with_its_provenance(stand_ins, tmp_path, capsys):
+    path = _notebook(tmp_path / "01_demo.ipynb")
+    stand_ins += [100, 98, 99, 95, 97]  # three at the start, then before and after
+    assert refresh.calibrated_refresh([path], 0.15, retries=0, timeout=60) == 0
+    cells = nbformat.read(path, as_version=4).cells
+    assert cells[0].outputs[0]["text"] == "42\n"
+    assert cells[-1].id == refresh.PROVENANCE_ID
+    line = cells[-1].source
+    assert line.startswith(f"*Outputs stored on {datetime.date.today():%Y-%m-%d} with")
+    assert "PyTorch 2.14.1" in line and "2 threads" in line
+    assert "calibration 95 GFLOP/s before and 97 after" in line
+    assert "calibration 95 before, 97 after (best 100)" in capsys.readouterr().out
+
+
+def test_a_busy_machine_stores_nothing_and_fails(stand_ins, tmp_path, capsys):
+    path = _notebook(tmp_path / "01_demo.ipynb")
+    before = path.read_bytes()
+    stand_ins += [100, 100, 100] + [100, 60] + [70, 100]  # each try slow once
+    assert refresh.calibrated_refresh([path], 0.15, retries=1, timeout=60) == 1
+    assert path.read_bytes() == before, "nothing is stored from a busy machine"
+    out = capsys.readouterr().out
+    assert out.count("BUSY: not stored") == 2
+    assert "stayed busy in 2 tries" in out
+
+
+def test_a_retry_on_a_quiet_machine_is_stored(stand_ins, tmp_path):
+    path = _notebook(tmp_path / "01_demo.ipynb")
+    stand_ins += [100, 100, 100] + [50, 100] + [99, 98]
+    assert refresh.calibrated_refresh([path], 0.15, retries=1, timeout=60) == 0
+    assert nbformat.read(path, as_version=4).cells[-1].id == refresh.PROVENANCE_ID
+
+
+def test_the_provenance_line_is_replaced_not_added():
+    notebook = nbformat.v4.new_notebook(cells=[code("x = 1")])
+    refresh.set_provenance(notebook, "*first*")
+    refresh.set_provenance(notebook, "*second*")
+    assert [c.source for c in notebook.cells[1:]] == ["*second*"]
+
+
+def test_quiet_is_the_stated_fraction_of_the_best():
+    assert refresh.quiet(85.0, 100.0, 0.15)
+    assert not refresh.quiet(84.9, 100.0, 0.15)
+
+
+def test_the_best_is_recorded_per_machine_and_only_raised(tmp_path):
+    path = tmp_path / "calibration.json"
+    refresh.record_best("cpu A", 120.0, path)
+    refresh.record_best("cpu A", 90.0, path)  # lower: kept at 120
+    refresh.record_best("cpu B", 40.0, path)
+    assert refresh.recorded_best("cpu A", path) == 120.0
+    assert refresh.recorded_best("cpu B", path) == 40.0
+    assert refresh.recorded_best("cpu C", path) == 0.0
+    assert set(json.loads(path.read_text())) == {"cpu A", "cpu B"}
+
+
+def test_the_calibration_runs_in_a_process_of_its_own():
+    result = refresh.calibrate()
+    assert result["gflops"] > 0 and result["threads"] >= 1
+    assert result["torch"][0].isdigit()
