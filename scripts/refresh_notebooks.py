@@ -107,15 +107,18 @@ def machine_key(calibration: dict) -> str:
     )
 
 
-def recorded_best(key: str, path: Path = CALIBRATIONS) -> float:
-    """The best calibration recorded for ``key`` (0 if none)."""
+def recorded_best(key: str, path: Path | None = None) -> float:
+    """The best calibration recorded for ``key`` (0 if none) in ``path`` (default
+    :data:`CALIBRATIONS`)."""
+    path = path or CALIBRATIONS
     if not path.is_file():
         return 0.0
     return json.loads(path.read_text()).get(key, {}).get("best_gflops", 0.0)
 
 
-def record_best(key: str, gflops: float, path: Path = CALIBRATIONS) -> None:
+def record_best(key: str, gflops: float, path: Path | None = None) -> None:
     """Record ``gflops`` as ``key``'s best if it beats the recorded one."""
+    path = path or CALIBRATIONS
     records = json.loads(path.read_text()) if path.is_file() else {}
     if gflops > records.get(key, {}).get("best_gflops", 0.0):
         records[key] = {"best_gflops": round(gflops, 1), "date": str(datetime.date.today())}
