@@ -1,8 +1,9 @@
 """The refresh's proof of a quiet machine (scripts/refresh_notebooks.py): a chapter is
 stored only between two calibrations within the allowed slowdown of the machine's
 best, with a provenance line written from the machine; a busy machine stores nothing
-and exits non-zero. The notebooks and the calibration are stand-ins here: no test
-measures a time."""
+and exits non-zero. And the cross-chapter check of the stored figures
+(scripts/stored_figures.py) on figures of its own. The notebooks, the calibration and
+the figures are stand-ins here: no test measures or compares a time."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import json
 
 import nbformat
 import pytest
-from test_student_edition import REFRESH, code, load_script
+from test_student_edition import REFRESH, ROOT, code, load_script
 
 refresh = load_script(REFRESH)
+figures = load_script(ROOT / "scripts" / "stored_figures.py")
 
 
 def _notebook(path):
@@ -41,6 +43,7 @@ def stand_ins(monkeypatch, tmp_path):
     monkeypatch.setattr(refresh, "run_notebook", run)
     monkeypatch.setattr(refresh, "CALIBRATIONS", tmp_path / "calibration.json")
     monkeypatch.setattr(refresh, "recorded_best", lambda key: 0.0)
+    monkeypatch.setattr(refresh.stored_figures, "main", lambda argv: 0)
     return gflops
 
 
@@ -103,3 +106,66 @@ def test_the_calibration_runs_in_a_process_of_its_own():
     result = refresh.calibrate()
     assert result["gflops"] > 0 and result["threads"] >= 1
     assert result["torch"][0].isdigit()
+
+
+def test_a_failing_chapter_is_not_stored_and_the_rest_go_on(
+    stand_ins, tmp_path, capsys, monkeypatch
+):
+    broken, fine = tmp_path / "01_broken.ipynb", _notebook(tmp_path / "02_fine.ipynb")
+    nbformat.write(nbformat.v4.new_notebook(cells=[code("raise ValueError")]), broken)
+    before = broken.read_bytes()
+    run = refresh.run_notebook
+
+    def failing(path, timeout):
+        if path == broken:
+            raise RuntimeError("a hidden check failed")
+        return run(path, timeout)
+
+    monkeypatch.setattr(refresh, "run_notebook", failing)
+    stand_ins += [100, 100, 100] + [100] + [100, 100]
+    assert refresh.calibrated_refresh([broken, fine], 0.15, retries=0, timeout=60) == 1
+    assert broken.read_bytes() == before
+    assert nbformat.read(fine, as_version=4).cells[-1].id == refresh.PROVENANCE_ID
+    assert "01_broken.ipynb: FAILED, nothing stored" in capsys.readouterr().out
+
+
+def _figures(**changes):
+    """Figures that obey every rule, with ``changes`` (by position in FIGURES)."""
+    names = list(figures.FIGURES)
+    values = {
+        0: 5000, 1: 5200, 2: 15000, 3: 25000, 4: 2.0, 5: 5100, 6: 15500, 7: 24000,
+        8: 16000, 9: 26000, 10: 23000, 11: 150, 12: 2.2,
+    }  # fmt: skip
+    values.update({int(k[1:]): v for k, v in changes.items()})
+    return {names[i]: v for i, v in values.items()}
+
+
+def test_figures_that_agree_pass():
+    assert figures.check(_figures()) == []
+
+
+@pytest.mark.parametrize(
+    "changes, problem",
+    [
+        ({"f1": 1400}, "not in one range"),  # a DataLoader timed 3.6x slower elsewhere
+        ({"f10": 600}, "not in one range"),  # chapter 9's epoch from a loaded machine
+        ({"f4": 13.4}, "not in one range"),  # chapter 4's epochs against chapter 12's
+        ({"f2": 4000, "f6": 4100}, "not faster"),  # "faster" path below its baseline
+        ({"f7": 40000}, "above its ceiling"),  # in memory beats compute only
+        ({"f11": None}, "not found"),
+    ],
+)
+def test_figures_that_contradict_each_other_are_named(changes, problem):
+    found = figures.check(_figures(**changes))
+    assert any(problem in line for line in found), found
+
+
+def test_figures_are_read_from_stored_outputs(tmp_path):
+    cell = code("", outputs=[nbformat.v4.new_output("stream", text=(
+        "DataLoader      1,416 images/s  validation accuracy 86.2%\n"
+        "TensorLoader    2,684 images/s  validation accuracy 87.8%\n"))], count=1)  # fmt: skip
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell]), tmp_path / "04_faster.ipynb")
+    read = figures.read_figures(tmp_path)
+    assert read["04 DataLoader, batch 32, training (images/s)"] == 1416
+    assert read["04 in memory, batch 32, training (images/s)"] == 2684
+    assert read["03 DataLoader, batch 32, training (images/s)"] is None
