@@ -7,8 +7,9 @@ The pytest-xdist groups are in the root conftest.py."""
 import os
 from pathlib import Path
 
-from nbval.plugin import IPyNbCell
-from nbval_tolerance import TAG, parse_tolerance, reconcile
+import nbformat
+from nbval.plugin import IPyNbCell, coalesce_streams
+from nbval_tolerance import QUICK_OUTPUTS, TAG, parse_tolerance, quick_run, reconcile
 
 # The kernels nbval starts inherit this: the longest experiments run a reduced
 # version whose accuracy floors are still asserted. Set MNIST_BOOK_QUICK=0 to run them in full.
@@ -32,8 +33,12 @@ _exact_compare = IPyNbCell.compare_outputs
 
 
 def compare_outputs(self, test, ref, skip_compare=None):
-    """nbval's comparison, with the numbers of a cell tagged ``nbval-tolerance``
-    first matched against the stored ones within the cell's ``tolerance``."""
+    """nbval's comparison, against the quick run's outputs in a quick run where the
+    cell has them, and with the numbers of a cell tagged ``nbval-tolerance`` first
+    matched against the stored ones within the cell's ``tolerance``."""
+    if quick_run() and QUICK_OUTPUTS in self.cell.metadata:
+        quick = [nbformat.from_dict(o) for o in self.cell.metadata[QUICK_OUTPUTS]]
+        ref = coalesce_streams(quick)
     if TAG not in self.cell.metadata.get("tags", []):
         return _exact_compare(self, test, ref, skip_compare)
     try:

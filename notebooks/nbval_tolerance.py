@@ -21,19 +21,44 @@ number (the words, the order of the lines, ``nan``) must match exactly, except t
 width of runs of spaces that align columns. A number out of its bound fails the cell
 with a line that names it: where it is, the stored and the new value and the bound.
 
-``notebooks/conftest.py`` installs :func:`compare_outputs` in nbval; the pure
-functions here are unit-tested in ``tests/test_nbval_tolerance.py``, and
+The stored outputs are full runs. Under the test command's quick run
+(``MNIST_BOOK_QUICK=1``) a cell whose output differs prints what
+:data:`QUICK_OUTPUTS` in its metadata holds: the refresh stores the quick run's text
+outputs there, and they are compared instead (within the cell's tolerance if it has
+one), so quick cells are compared too rather than ignored.
+
+``notebooks/conftest.py`` installs the comparison in nbval; the pure functions here
+are unit-tested in ``tests/test_nbval_tolerance.py``, and
 ``scripts/rounding_variation.py`` uses them to measure how far outputs move.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 import re
 from dataclasses import dataclass
 
 TAG = "nbval-tolerance"
 KINDS = ("percent", "decimal", "integer")
+#: Cell metadata: the quick run's text outputs, compared under MNIST_BOOK_QUICK=1.
+QUICK_OUTPUTS = "quick_outputs"
+#: Cell metadata: why a cell tagged nbval-ignore-output is not compared.
+IGNORE_REASON = "nbval_ignore_reason"
+
+
+def quick_run() -> bool:
+    """Whether this is the test command's quick run (``MNIST_BOOK_QUICK=1``)."""
+    return os.environ.get("MNIST_BOOK_QUICK") == "1"
+
+
+def reference_outputs(cell) -> list:
+    """The outputs a run of ``cell`` is compared with: the quick run's where this is
+    one and the cell has them, else the stored ones."""
+    if quick_run() and QUICK_OUTPUTS in cell.get("metadata", {}):
+        return [copy.deepcopy(o) for o in cell["metadata"][QUICK_OUTPUTS]]
+    return cell.get("outputs", [])
+
 
 #: Rounding as other machines round, made on this one through the environment:
 #: PyTorch's portable kernels instead of its vectorised ones, MKL's conditional

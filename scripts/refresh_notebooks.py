@@ -21,6 +21,12 @@ that says when and where its outputs were made (:func:`provenance`), and the fig
 the chapters time are collected into ``notebooks/stored_figures.json`` and checked
 against each other (``scripts/stored_figures.py``).
 
+The stored outputs are full runs (``MNIST_BOOK_QUICK=0``). A chapter with a quick
+run (chapters 3, 6, 11 and 12) is then run once more as the test command runs it
+(``MNIST_BOOK_QUICK=1``), and every cell whose text output differs keeps the quick
+run's in its metadata (``quick_outputs``), which nbval compares in the quick run
+(``notebooks/nbval_tolerance.py``). ``--quick-only`` redoes just that step.
+
 Before saving, the cell metadata is normalised (also with ``--no-execute``, which
 runs nothing and keeps outputs and execution counts as they are):
 
@@ -58,6 +64,7 @@ CALIBRATIONS = ROOT / "benchmarks" / "results" / "calibration.json"
 HIDDEN_TAG = "remove-cell"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 PROVENANCE_ID = "provenance"
+QUICK_OUTPUTS = "quick_outputs"  # as notebooks/nbval_tolerance.py names it
 
 #: The calibration, run in a fresh process so that it measures the machine, not this
 #: process's threads: the median GFLOP/s of a 1024 x 1024 float32 matrix product.
@@ -208,6 +215,52 @@ def run_notebook(path: Path, timeout: int = 600) -> tuple[nbformat.NotebookNode,
     return notebook, time.perf_counter() - start
 
 
+def text_outputs(cell) -> list:
+    """A code cell's outputs without figures: what nbval compares (images are not)."""
+    kept = []
+    for output in cell.get("outputs", []):
+        output = nbformat.from_dict(output)
+        if "data" in output:
+            output["data"] = {k: v for k, v in output["data"].items() if k.startswith("text/")}
+            if not output["data"]:
+                continue
+            output.pop("metadata", None)
+        kept.append(output)
+    return kept
+
+
+def has_quick_run(notebook: nbformat.NotebookNode) -> bool:
+    return any("MNIST_BOOK_QUICK" in cell.source for cell in notebook.cells)
+
+
+def store_quick_outputs(path: Path, timeout: int = 600) -> int:
+    """Run ``path`` as the test command does (``MNIST_BOOK_QUICK=1``) and keep, in
+    each code cell whose text output then differs from the stored one, the quick
+    run's outputs in its metadata (the stored outputs stay). Returns how many
+    cells have quick outputs."""
+    stored = nbformat.read(path, as_version=4)
+    before = os.environ.get("MNIST_BOOK_QUICK")
+    os.environ["MNIST_BOOK_QUICK"] = "1"
+    try:
+        quick, _ = run_notebook(path, timeout)
+    finally:
+        if before is None:
+            os.environ.pop("MNIST_BOOK_QUICK")
+        else:
+            os.environ["MNIST_BOOK_QUICK"] = before
+    count = 0
+    for cell, quick_cell in zip(stored.cells, quick.cells, strict=True):
+        cell.metadata.pop(QUICK_OUTPUTS, None)
+        if cell.cell_type != "code":
+            continue
+        full, fast = text_outputs(cell), text_outputs(quick_cell)
+        if fast != full:
+            cell.metadata[QUICK_OUTPUTS] = fast
+            count += 1
+    save(stored, path)
+    return count
+
+
 def save(notebook: nbformat.NotebookNode, path: Path) -> None:
     normalise_metadata(notebook)
     nbformat.validate(notebook)
@@ -275,6 +328,9 @@ def calibrated_refresh(paths, max_slowdown, retries, timeout) -> int:
     )
     if failed:
         print(f"not stored: {', '.join(failed)}")
+    for path in paths:
+        if path.name not in failed and has_quick_run(nbformat.read(path, as_version=4)):
+            print(f"{path.name}: quick outputs kept in {store_quick_outputs(path)} cells")
     figures_agree = stored_figures.main([]) == 0
     return 0 if not failed and figures_agree else 1
 
@@ -296,12 +352,22 @@ def main(argv: list[str] | None = None) -> int:
         "the machine's best (default 0.15)",
     )
     parser.add_argument("--retries", type=int, default=2, help="tries after a busy one")
+    parser.add_argument(
+        "--quick-only",
+        action="store_true",
+        help="only run the chapters' quick version and keep its outputs in the metadata",
+    )
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
     args = parser.parse_args(argv)
     paths = args.notebooks or sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     missing = [str(path) for path in paths if not path.is_file()]
     if missing:
         parser.error(f"no such notebook: {', '.join(missing)}")
+    if args.quick_only:
+        for path in paths:
+            if has_quick_run(nbformat.read(path, as_version=4)):
+                print(f"{path.name}: quick outputs kept in {store_quick_outputs(path)} cells")
+        return 0
     if args.execute:
         # the stored outputs are the full runs: no quick versions (CONTRIBUTING.md)
         os.environ["MNIST_BOOK_QUICK"] = "0"

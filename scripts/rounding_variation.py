@@ -104,22 +104,25 @@ def differences(stored_cell, new_cell) -> dict[str, float] | str:
     return largest
 
 
-def report(out: Path, names: list[str], modes: list[str]) -> dict:
+def report(out: Path, names: list[str], modes: list[str], stored_dir: Path = NOTEBOOKS) -> dict:
+    """Per code cell with text output: its tags and, per mode, the largest difference
+    of each kind of number from the stored output (cells paired by their ids)."""
     table = {}
     for name in names:
-        stored = nbformat.read(NOTEBOOKS / name, as_version=4)
+        stored = nbformat.read(stored_dir / name, as_version=4)
         for mode in modes:
             path = out / mode / "notebooks" / name
             if not path.is_file():
                 continue
-            new = nbformat.read(path, as_version=4)
-            for index, (a, b) in enumerate(zip(stored.cells, new.cells)):
-                if a.cell_type != "code" or not texts(a):
+            new = {cell.get("id"): cell for cell in nbformat.read(path, as_version=4).cells}
+            for index, cell in enumerate(stored.cells):
+                if cell.cell_type != "code" or not texts(cell) or cell.get("id") not in new:
                     continue
-                result = differences(a, b)
-                key = f"{name} cell {index}"
-                row = table.setdefault(key, {"tags": a.metadata.get("tags", []), "modes": {}})
-                row["modes"][mode] = result
+                row = table.setdefault(
+                    f"{name} cell {index}",
+                    {"id": cell.get("id"), "tags": cell.metadata.get("tags", []), "modes": {}},
+                )
+                row["modes"][mode] = differences(cell, new[cell.get("id")])
     return table
 
 
@@ -142,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--timeout", type=int, default=900, help="seconds per cell")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument(
+        "--stored", type=Path, default=NOTEBOOKS, help="the stored notebooks to compare with"
+    )
     args = parser.parse_args(argv)
     paths = args.notebooks or sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     names = [p.name for p in paths]
@@ -168,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             futures = [pool.submit(execute, p, e, args.timeout) for p, e in jobs]
             for future in futures:
                 print("ran", future.result(), flush=True)
-    table = report(args.out, names, args.modes)
+    table = report(args.out, names, args.modes, args.stored)
     (args.out / "variation.json").write_text(json.dumps(table, indent=1))
     for key, row in table.items():
         line = summary_line(key, row)

@@ -20,6 +20,7 @@ from nbval_tolerance import (  # noqa: E402
     compare_text,
     parse_tolerance,
     reconcile,
+    reference_outputs,
     split_numbers,
 )
 
@@ -121,18 +122,23 @@ def test_reconcile_puts_the_stored_text_back_only_where_numbers_pass():
     assert new[0]["text"] == "acc 98.90%\n"  # the outputs given are not changed
 
 
-def _cell(source: str, stored: str, tolerance=None) -> nbformat.NotebookNode:
+def _cell(source: str, stored: str, tolerance=None, quick=None) -> nbformat.NotebookNode:
     cell = nbformat.v4.new_code_cell(source, execution_count=1)
     cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=stored)]
     if tolerance is not None:
         cell.metadata["tags"] = ["nbval-tolerance"]
         cell.metadata["tolerance"] = tolerance
+    if quick is not None:
+        cell.metadata["quick_outputs"] = [
+            nbformat.v4.new_output("stream", name="stdout", text=quick)
+        ]
     return cell
 
 
 def test_nbval_uses_the_tolerance_through_the_notebooks_conftest(tmp_path):
     """A notebook beside copies of notebooks/'s conftest: in-bound numbers pass, an
-    out-of-bound one fails with the diff that names it, untagged cells stay exact."""
+    out-of-bound one fails with the diff that names it, untagged cells stay exact, and
+    in the quick run a cell's quick outputs are what it is compared with."""
     for name in ("conftest.py", "nbval_tolerance.py", "nbval_sanitize.cfg"):
         shutil.copy(NOTEBOOKS / name, tmp_path / name)
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
@@ -144,17 +150,22 @@ def test_nbval_uses_the_tolerance_through_the_notebooks_conftest(tmp_path):
         _cell(line, "val loss 0.2600, acc 98.85%, 9,885 right\n", bounds),  # fails
         _cell(line, "val loss 0.2698, acc 98.85%, 9,885 right\n"),  # exact: fails
         _cell(line, "val loss 0.2712, acc 98.90%, 9,890 right\n"),  # exact: passes
+        _cell(line, "full run\n", bounds, quick="val loss 0.27, acc 98.9%, 9,890 right\n"),
+        _cell(line, "full run\n", quick="val loss 0.2712, acc 98.90%, 9,890 right\n"),
+        _cell(line, "val loss 0.2712, acc 98.90%, 9,890 right\n", quick="quick run\n"),
     ]
     nbformat.write(notebook, tmp_path / "tiny.ipynb")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env["MNIST_BOOK_QUICK"] = "1"
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval", "--nbval-current-env",
          "-p", "no:cacheprovider", "-rA", "tiny.ipynb"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     out = result.stdout
-    assert "2 failed, 2 passed" in out, out
-    for cell, outcome in [(0, "PASSED"), (1, "FAILED"), (2, "FAILED"), (3, "PASSED")]:
+    assert "3 failed, 4 passed" in out, out
+    outcomes = ["PASSED", "FAILED", "FAILED", "PASSED", "PASSED", "PASSED", "FAILED"]
+    for cell, outcome in enumerate(outcomes):
         assert f"{outcome} tiny.ipynb::Cell {cell}" in out, out
     assert "stored 0.2600, new 0.2712" in out and "tolerance 0.002 (decimal)" in out, out
 
@@ -163,3 +174,14 @@ def test_number_kinds_follow_how_they_are_written():
     assert Number("1e-08", 1).kind == "decimal"
     assert Number("100%", 1).kind == "percent"
     assert Number("-3", 1).kind == "integer"
+
+
+def test_the_quick_run_is_compared_with_the_quick_outputs(monkeypatch):
+    cell = _cell("print(1)", "full\n", quick="quick\n")
+    monkeypatch.setenv("MNIST_BOOK_QUICK", "1")
+    assert [o["text"] for o in reference_outputs(cell)] == ["quick\n"]
+    monkeypatch.setenv("MNIST_BOOK_QUICK", "0")
+    assert [o["text"] for o in reference_outputs(cell)] == ["full\n"]
+    monkeypatch.setenv("MNIST_BOOK_QUICK", "1")
+    plain = _cell("print(1)", "full\n")
+    assert [o["text"] for o in reference_outputs(plain)] == ["full\n"]

@@ -169,3 +169,18 @@ def test_figures_are_read_from_stored_outputs(tmp_path):
     assert read["04 DataLoader, batch 32, training (images/s)"] == 1416
     assert read["04 in memory, batch 32, training (images/s)"] == 2684
     assert read["03 DataLoader, batch 32, training (images/s)"] is None
+
+
+def test_quick_outputs_are_kept_where_the_quick_run_differs(tmp_path, monkeypatch):
+    monkeypatch.setenv("MNIST_BOOK_QUICK", "0")
+    path = tmp_path / "03_demo.ipynb"
+    source = 'import os\nprint("quick" if os.environ["MNIST_BOOK_QUICK"] == "1" else "full")'
+    notebook = nbformat.v4.new_notebook(cells=[code(source), code("print(42)")])
+    nbformat.write(notebook, path)
+    refresh.refresh(path)  # the full run, stored
+    assert refresh.store_quick_outputs(path) == 1
+    varies, same = nbformat.read(path, as_version=4).cells
+    assert varies.outputs[0]["text"] == "full\n", "the stored output stays the full run's"
+    assert [o["text"] for o in varies.metadata["quick_outputs"]] == ["quick\n"]
+    assert "quick_outputs" not in same.metadata
+    assert refresh.has_quick_run(nbformat.read(path, as_version=4))
