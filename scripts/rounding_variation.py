@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import sys
@@ -33,7 +34,19 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 sys.path.insert(0, str(NOTEBOOKS))
 
-from nbval_tolerance import KINDS, ROUNDING_MODES, split_numbers  # noqa: E402
+from nbval_tolerance import (  # noqa: E402
+    IGNORE_REASON,
+    KINDS,
+    QUICK_OUTPUTS,
+    ROUNDING_MODES,
+    TAG,
+    split_numbers,
+)
+
+IGNORE = "nbval-ignore-output"
+#: A tolerance is this many times the largest difference measured, rounded up to
+#: 1, 2 or 5 times a power of ten.
+MARGIN = 2.0
 
 #: The modes, from the module that compares within tolerances.
 MODES = ROUNDING_MODES
@@ -69,11 +82,15 @@ def _execute_one(path: Path, timeout: int) -> None:
     nbformat.write(notebook, path)
 
 
-def texts(cell) -> list[str]:
-    """The text outputs of a code cell, streams joined by name as nbval joins them."""
+def texts(cell, stored: bool = False) -> list[str]:
+    """The text outputs of a code cell, streams joined by name as nbval joins them;
+    for a ``stored`` cell, those the quick run is compared with."""
     streams: dict[str, str] = {}
     found = []
-    for output in cell.get("outputs", []):
+    outputs = cell.get("outputs", [])
+    if stored:
+        outputs = cell.get("metadata", {}).get(QUICK_OUTPUTS, outputs)
+    for output in outputs:
         if output.get("output_type") == "stream":
             streams[output["name"]] = streams.get(output["name"], "") + output["text"]
         else:
@@ -84,9 +101,8 @@ def texts(cell) -> list[str]:
 def differences(stored_cell, new_cell) -> dict[str, float] | str:
     """The largest difference of each kind of number between two runs of a cell, or
     a word saying why the outputs cannot be paired."""
-    largest = dict.fromkeys(KINDS, 0.0)
-    largest["rel"] = 0.0
-    stored, new = texts(stored_cell), texts(new_cell)
+    largest = dict.fromkeys((*KINDS, "rel"), 0.0)
+    stored, new = texts(stored_cell, stored=True), texts(new_cell)
     if len(stored) != len(new):
         return "outputs differ in number"
     for old_text, new_text in zip(stored, new):
@@ -98,9 +114,10 @@ def differences(stored_cell, new_cell) -> dict[str, float] | str:
             return "words differ"
         for old, fresh in zip(old_numbers, new_numbers):
             diff = abs(fresh.value - old.value)
-            largest[old.kind] = max(largest[old.kind], diff)
-            if old.value:
-                largest["rel"] = max(largest["rel"], diff / abs(old.value))
+            if "e" in old.text.lower():  # 4.5e-08: its size is what may move
+                largest["rel"] = max(largest["rel"], diff / abs(old.value or 1.0))
+            else:
+                largest[old.kind] = max(largest[old.kind], diff)
     return largest
 
 
@@ -116,7 +133,9 @@ def report(out: Path, names: list[str], modes: list[str], stored_dir: Path = NOT
                 continue
             new = {cell.get("id"): cell for cell in nbformat.read(path, as_version=4).cells}
             for index, cell in enumerate(stored.cells):
-                if cell.cell_type != "code" or not texts(cell) or cell.get("id") not in new:
+                if cell.cell_type != "code" or not texts(cell, stored=True):
+                    continue
+                if cell.get("id") not in new:
                     continue
                 row = table.setdefault(
                     f"{name} cell {index}",
@@ -124,6 +143,73 @@ def report(out: Path, names: list[str], modes: list[str], stored_dir: Path = NOT
                 )
                 row["modes"][mode] = differences(cell, new[cell.get("id")])
     return table
+
+
+def nice_ceiling(value: float) -> float:
+    """The smallest of 1, 2 and 5 times a power of ten that is at least ``value``."""
+    power = 10.0 ** math.floor(math.log10(value))
+    return next(f * power for f in (1, 2, 5, 10) if f * power >= value * (1 - 1e-9))
+
+
+def unit(text: str) -> float:
+    """One unit in the last printed digit of a number written without an exponent:
+    0.01 for "98.85%"."""
+    digits = text.rstrip("%")
+    return 10.0 ** -len(digits.split(".")[1]) if "." in digits else 1.0
+
+
+def proposal(row: dict, cell, margin: float = MARGIN) -> dict | str | None:
+    """The tolerance for a cell from its measured variation: ``None`` when nothing
+    moved (compare exactly), a reason when the output cannot be paired number by
+    number, else the bounds: ``margin`` times the largest difference of each kind,
+    rounded up, and at least one unit of the last digit for every percent and decimal
+    the cell prints, since such a cell moves somewhere."""
+    results = list(row["modes"].values())
+    words = sorted({r for r in results if isinstance(r, str)})
+    if words:
+        return ", ".join(words)
+    largest = {k: max(r[k] for r in results) for k in (*KINDS, "rel")}
+    if not any(largest.values()):
+        return None
+    bounds = {k: nice_ceiling(margin * v) for k, v in largest.items() if v}
+    for number in split_numbers("\n".join(texts(cell, stored=True)))[1]:
+        if number.kind != "integer" and "e" not in number.text.lower():
+            bounds[number.kind] = max(bounds.get(number.kind, 0.0), unit(number.text))
+    return {k: float(f"{v:.6g}") for k, v in bounds.items()}
+
+
+def apply(table: dict, stored_dir: Path, margin: float = MARGIN) -> list[str]:
+    """Tag and bound each measured cell by its :func:`proposal`, except the cells whose
+    metadata says why they are not compared (``nbval_ignore_reason``: timings,
+    hardware, addresses). Returns a line per change."""
+    changes = []
+    by_notebook: dict[str, dict] = {}
+    for key, row in table.items():
+        by_notebook.setdefault(key.split(" cell ")[0], {})[row["id"]] = row
+    for name, rows in by_notebook.items():
+        path = stored_dir / name
+        notebook = nbformat.read(path, as_version=4)
+        for index, cell in enumerate(notebook.cells):
+            if cell.get("id") not in rows or IGNORE_REASON in cell.metadata:
+                continue
+            tags = [t for t in cell.metadata.get("tags", []) if t not in (IGNORE, TAG)]
+            cell.metadata.pop("tolerance", None)
+            result = proposal(rows[cell.id], cell, margin)
+            if isinstance(result, str):
+                tags.append(IGNORE)
+                changes.append(f"{name} cell {index}: NOT COMPARABLE ({result}): give a reason")
+            elif result:
+                tags.append(TAG)
+                cell.metadata["tolerance"] = result
+                changes.append(f"{name} cell {index}: tolerance {result}")
+            else:
+                changes.append(f"{name} cell {index}: exact")
+            if tags:
+                cell.metadata["tags"] = tags
+            else:
+                cell.metadata.pop("tags", None)
+        nbformat.write(notebook, path)
+    return changes
 
 
 def summary_line(key: str, row: dict) -> str | None:
@@ -145,6 +231,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--timeout", type=int, default=900, help="seconds per cell")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument(
+        "--apply",
+        action="store_true",
+        help="tag and bound the measured cells in the stored notebooks (see apply())",
+    )
     parser.add_argument(
         "--stored", type=Path, default=NOTEBOOKS, help="the stored notebooks to compare with"
     )
@@ -180,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
         line = summary_line(key, row)
         if line:
             print(line)
+    if args.apply:
+        for change in apply(table, args.stored):
+            print(change)
     return 0
 
 
