@@ -9,7 +9,15 @@ from pathlib import Path
 
 import nbformat
 from nbval.plugin import IPyNbCell, coalesce_streams
-from nbval_tolerance import QUICK_OUTPUTS, TAG, parse_tolerance, quick_run, reconcile
+from nbval_tolerance import (
+    QUICK_OUTPUTS,
+    SKIP,
+    TAG,
+    mask_outputs,
+    parse_tolerance,
+    quick_run,
+    reconcile,
+)
 
 # The kernels nbval starts inherit this: the longest experiments run a reduced
 # version whose accuracy floors are still asserted. Set MNIST_BOOK_QUICK=0 to run them in full.
@@ -34,11 +42,15 @@ _exact_compare = IPyNbCell.compare_outputs
 
 def compare_outputs(self, test, ref, skip_compare=None):
     """nbval's comparison, against the quick run's outputs in a quick run where the
-    cell has them, and with the numbers of a cell tagged ``nbval-tolerance`` first
-    matched against the stored ones within the cell's ``tolerance``."""
+    cell has them, without what the cell's ``nbval_skip`` patterns match, and with
+    the numbers of a cell tagged ``nbval-tolerance`` first matched against the stored
+    ones within the cell's ``tolerance``."""
     if quick_run() and QUICK_OUTPUTS in self.cell.metadata:
         quick = [nbformat.from_dict(o) for o in self.cell.metadata[QUICK_OUTPUTS]]
         ref = coalesce_streams(quick)
+    if SKIP in self.cell.metadata:  # timings beside what is compared
+        test = mask_outputs(test, self.cell.metadata[SKIP])
+        ref = mask_outputs(ref, self.cell.metadata[SKIP])
     if TAG not in self.cell.metadata.get("tags", []):
         return _exact_compare(self, test, ref, skip_compare)
     try:

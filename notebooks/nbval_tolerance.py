@@ -16,9 +16,11 @@ character by character. Its metadata states how far each kind of number may move
   larger of its kind's bound and ``rel`` times the stored value.
 
 A kind left out may not move at all, so shapes and other integers that rounding
-cannot change stay exact unless the cell says otherwise. Everything that is not a
-number (the words, the order of the lines, ``nan``) must match exactly, except the
-width of runs of spaces that align columns. A number out of its bound fails the cell
+cannot change stay exact unless the cell says otherwise. A cell's ``nbval_skip``
+metadata lists patterns whose matches are not compared at all (a timing printed
+beside the losses, ``" *[\\d.]+ s$"``), in any cell, tagged or not. Everything that
+is not a number (the words, the order of the lines, ``nan``) must match exactly,
+except the width of runs of spaces that align columns. A number out of its bound fails the cell
 with a line that names it: where it is, the stored and the new value and the bound.
 
 The stored outputs are full runs. Under the test command's quick run
@@ -45,6 +47,31 @@ KINDS = ("percent", "decimal", "integer")
 QUICK_OUTPUTS = "quick_outputs"
 #: Cell metadata: why a cell tagged nbval-ignore-output is not compared.
 IGNORE_REASON = "nbval_ignore_reason"
+#: Cell metadata: patterns whose matches are left out of the comparison, in an
+#: output otherwise compared (the seconds of each epoch beside its losses).
+SKIP = "nbval_skip"
+SKIPPED = "[...]"
+
+
+def masked(text: str, patterns: list[str]) -> str:
+    """``text`` with every match of ``patterns`` replaced by :data:`SKIPPED`."""
+    for pattern in patterns:
+        text = re.sub(pattern, SKIPPED, text, flags=re.M)
+    return text
+
+
+def mask_outputs(outputs, patterns: list[str]) -> list:
+    """Copies of ``outputs`` whose texts are :func:`masked`."""
+    result = []
+    for output in outputs:
+        output = copy.deepcopy(output)
+        if isinstance(output.get("text"), str):
+            output["text"] = masked(output["text"], patterns)
+        for mime, value in output.get("data", {}).items():
+            if isinstance(value, str) and mime.startswith("text/"):
+                output["data"][mime] = masked(value, patterns)
+        result.append(output)
+    return result
 
 
 def quick_run() -> bool:

@@ -18,6 +18,8 @@ sys.path.insert(0, str(NOTEBOOKS))
 from nbval_tolerance import (  # noqa: E402
     Number,
     compare_text,
+    mask_outputs,
+    masked,
     parse_tolerance,
     reconcile,
     reference_outputs,
@@ -153,7 +155,9 @@ def test_nbval_uses_the_tolerance_through_the_notebooks_conftest(tmp_path):
         _cell(line, "full run\n", bounds, quick="val loss 0.27, acc 98.9%, 9,890 right\n"),
         _cell(line, "full run\n", quick="val loss 0.2712, acc 98.90%, 9,890 right\n"),
         _cell(line, "val loss 0.2712, acc 98.90%, 9,890 right\n", quick="quick run\n"),
+        _cell('print("loss 0.2712  13.9 s")', "loss 0.2712   2.1 s\n"),
     ]
+    notebook.cells[-1].metadata["nbval_skip"] = [r" *[\d.]+ s$"]  # a timing: not compared
     nbformat.write(notebook, tmp_path / "tiny.ipynb")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     env["MNIST_BOOK_QUICK"] = "1"
@@ -163,8 +167,8 @@ def test_nbval_uses_the_tolerance_through_the_notebooks_conftest(tmp_path):
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     out = result.stdout
-    assert "3 failed, 4 passed" in out, out
-    outcomes = ["PASSED", "FAILED", "FAILED", "PASSED", "PASSED", "PASSED", "FAILED"]
+    assert "3 failed, 5 passed" in out, out
+    outcomes = ["PASSED", "FAILED", "FAILED", "PASSED", "PASSED", "PASSED", "FAILED", "PASSED"]
     for cell, outcome in enumerate(outcomes):
         assert f"{outcome} tiny.ipynb::Cell {cell}" in out, out
     assert "stored 0.2600, new 0.2712" in out and "tolerance 0.002 (decimal)" in out, out
@@ -185,3 +189,13 @@ def test_the_quick_run_is_compared_with_the_quick_outputs(monkeypatch):
     monkeypatch.setenv("MNIST_BOOK_QUICK", "1")
     plain = _cell("print(1)", "full\n")
     assert [o["text"] for o in reference_outputs(plain)] == ["full\n"]
+
+
+def test_skipped_patterns_leave_the_rest_compared():
+    patterns = [r"[\d.]+ s$"]
+    assert masked("epoch 1 loss 0.27   13.9 s\nepoch 2 loss 0.21    2.1 s", patterns) == (
+        "epoch 1 loss 0.27   [...]\nepoch 2 loss 0.21    [...]"
+    )
+    outputs = [{"output_type": "stream", "name": "stdout", "text": "loss 0.27  9.5 s"}]
+    assert mask_outputs(outputs, patterns)[0]["text"] == "loss 0.27  [...]"
+    assert outputs[0]["text"] == "loss 0.27  9.5 s", "the outputs given are not changed"
