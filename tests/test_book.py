@@ -295,6 +295,57 @@ def test_two_to_four_exercises(path):
     assert 2 <= count <= 4, f"{path.name}: {count} exercises under ## Exercises, not 2 to 4"
 
 
+#: The most words a chapter's main path may have: the Markdown a reader reads, outside
+#: folded boxes (``<details>``: questionnaire answers, "going deeper" boxes) and
+#: exercise solutions. Chapter 1 comes before the first network, so it is shorter.
+MAIN_PATH_WORDS = {"01_data": 3000}
+MAIN_PATH_DEFAULT = 3500
+
+
+def main_path_words(path: Path) -> int:
+    words, in_solution = 0, False
+    for cell in read_notebook(path).cells:
+        if cell.cell_type != "markdown":
+            continue
+        if "{solution-start}" in cell.source:
+            in_solution = True
+        elif "{solution-end}" in cell.source:
+            in_solution = False
+        elif not in_solution:
+            shown = re.sub(r"<details>.*?</details>", "", cell.source, flags=re.S)
+            words += len(shown.split())
+    return words
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_main_path_is_short(path):
+    """What is true and useful but not on a chapter's path goes in a folded box or to
+    the page where it belongs: each paragraph is one more claim to keep true."""
+    limit = MAIN_PATH_WORDS.get(path.stem, MAIN_PATH_DEFAULT)
+    assert main_path_words(path) <= limit, (
+        f"{path.name}: {main_path_words(path)} words on the main path, over {limit}"
+    )
+
+
+#: Why a cell's output may go uncompared (CONTRIBUTING.md, "Comparing outputs").
+IGNORE_REASONS = ("timing", "hardware", "address", "varies in words", "chaotic")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_every_uncompared_output_says_why(path):
+    """A cell is left out of nbval's comparison only for a stated reason; numbers
+    that depend on float rounding are compared within a tolerance instead."""
+    unexplained = []
+    for index, cell in enumerate(read_notebook(path).cells):
+        reason = cell.metadata.get("nbval_ignore_reason", "")
+        ignored = "nbval-ignore-output" in tags(cell)
+        if ignored != bool(reason) or (reason and not reason.startswith(IGNORE_REASONS)):
+            unexplained.append(f"cell {index}: {reason or 'no reason'}")
+        if "nbval-tolerance" in tags(cell) and not cell.metadata.get("tolerance"):
+            unexplained.append(f"cell {index}: nbval-tolerance without a tolerance")
+    assert not unexplained, f"{path.name}: " + "; ".join(unexplained)
+
+
 def long_cells(path: Path) -> list[str]:
     problems = []
     for cell in read_notebook(path).cells:

@@ -48,7 +48,7 @@ def stand_ins(monkeypatch, tmp_path):
 
 
 def test_a_quiet_chapter_is_stored_with_its_provenance(stand_ins, tmp_path, capsys):
-    path = _notebook(tmp_path / "01_demo.ipynb")
+    path = _notebook(tmp_path / "demo.ipynb")
     stand_ins += [100, 98, 99, 95, 97]  # three at the start, then before and after
     assert refresh.calibrated_refresh([path], 0.15, retries=0, timeout=60) == 0
     cells = nbformat.read(path, as_version=4).cells
@@ -62,7 +62,7 @@ def test_a_quiet_chapter_is_stored_with_its_provenance(stand_ins, tmp_path, caps
 
 
 def test_a_busy_machine_stores_nothing_and_fails(stand_ins, tmp_path, capsys):
-    path = _notebook(tmp_path / "01_demo.ipynb")
+    path = _notebook(tmp_path / "demo.ipynb")
     before = path.read_bytes()
     stand_ins += [100, 100, 100] + [100, 60] + [70, 100]  # each try slow once
     assert refresh.calibrated_refresh([path], 0.15, retries=1, timeout=60) == 1
@@ -73,7 +73,7 @@ def test_a_busy_machine_stores_nothing_and_fails(stand_ins, tmp_path, capsys):
 
 
 def test_a_retry_on_a_quiet_machine_is_stored(stand_ins, tmp_path):
-    path = _notebook(tmp_path / "01_demo.ipynb")
+    path = _notebook(tmp_path / "demo.ipynb")
     stand_ins += [100, 100, 100] + [50, 100] + [99, 98]
     assert refresh.calibrated_refresh([path], 0.15, retries=1, timeout=60) == 0
     assert nbformat.read(path, as_version=4).cells[-1].id == refresh.PROVENANCE_ID
@@ -111,7 +111,7 @@ def test_the_calibration_runs_in_a_process_of_its_own():
 def test_a_failing_chapter_is_not_stored_and_the_rest_go_on(
     stand_ins, tmp_path, capsys, monkeypatch
 ):
-    broken, fine = tmp_path / "01_broken.ipynb", _notebook(tmp_path / "02_fine.ipynb")
+    broken, fine = tmp_path / "broken.ipynb", _notebook(tmp_path / "fine.ipynb")
     nbformat.write(nbformat.v4.new_notebook(cells=[code("raise ValueError")]), broken)
     before = broken.read_bytes()
     run = refresh.run_notebook
@@ -126,7 +126,7 @@ def test_a_failing_chapter_is_not_stored_and_the_rest_go_on(
     assert refresh.calibrated_refresh([broken, fine], 0.15, retries=0, timeout=60) == 1
     assert broken.read_bytes() == before
     assert nbformat.read(fine, as_version=4).cells[-1].id == refresh.PROVENANCE_ID
-    assert "01_broken.ipynb: FAILED, nothing stored" in capsys.readouterr().out
+    assert "broken.ipynb: FAILED, nothing stored" in capsys.readouterr().out
 
 
 def _figures(**changes):
@@ -173,7 +173,7 @@ def test_figures_are_read_from_stored_outputs(tmp_path):
 
 def test_quick_outputs_are_kept_where_the_quick_run_differs(tmp_path, monkeypatch):
     monkeypatch.setenv("MNIST_BOOK_QUICK", "0")
-    path = tmp_path / "03_demo.ipynb"
+    path = tmp_path / "quick_demo.ipynb"
     source = 'import os\nprint("quick" if os.environ["MNIST_BOOK_QUICK"] == "1" else "full")'
     notebook = nbformat.v4.new_notebook(cells=[code(source), code("print(42)")])
     nbformat.write(notebook, path)
