@@ -1,9 +1,10 @@
 """Saving and loading training checkpoints safely (introduced in chapter 3).
 
 This module is the one place that knows what a checkpoint holds and where the best
-model of a run is kept. A checkpoint is a plain dictionary of tensors, numbers,
-strings, lists and dictionaries, so it loads with ``torch.load(...,
-weights_only=True)``, which refuses to run code hidden in a file:
+model of a run is kept. A checkpoint is a plain dictionary of tensors and plain
+Python data (numbers, strings, booleans, None, lists, tuples, dictionaries), so it
+loads with ``torch.load(..., weights_only=True)``, which refuses to run code hidden
+in a file:
 
 * ``model``: the model's weights (its ``state_dict``), and ``model_config``: what
   rebuilds it (for :class:`~mnist_helpers.MLP`, its sizes and dropout);
@@ -140,7 +141,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device | None = 
         raise CheckpointError(
             f"{path} is not a readable checkpoint ({type(error).__name__}: "
             f"{str(error).splitlines()[0] if str(error) else ''}). It may be truncated, "
-            f"not a checkpoint at all, or hold more than tensors and numbers. {_RETRAIN}"
+            f"not a checkpoint at all, or hold more than tensors and plain data. {_RETRAIN}"
         ) from error
     if not isinstance(checkpoint, dict) or "model" not in checkpoint:
         found = sorted(map(str, checkpoint)) if isinstance(checkpoint, dict) else "no dictionary"

@@ -305,8 +305,8 @@ MAIN_PATH_DEFAULT = 3500
 def main_path_words(path: Path) -> int:
     words, in_solution = 0, False
     for cell in read_notebook(path).cells:
-        if cell.cell_type != "markdown":
-            continue
+        if cell.cell_type != "markdown" or cell.get("id") == "provenance":
+            continue  # the refresh's last line says where the outputs come from
         if "{solution-start}" in cell.source:
             in_solution = True
         elif "{solution-end}" in cell.source:
