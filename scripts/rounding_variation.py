@@ -164,29 +164,34 @@ def unit(text: str) -> float:
 
 
 def proposal(row: dict, cell, margin: float = MARGIN) -> dict | str | None:
-    """The tolerance for a cell from its measured variation: ``None`` when nothing
-    moved (compare exactly), a reason when the output cannot be paired number by
-    number, else the bounds: ``margin`` times the largest difference of each kind,
-    rounded up, and at least one unit of the last digit for every percent and decimal
-    the cell prints, since such a cell moves somewhere."""
+    """The tolerance for a cell from its measured variation: a reason when the output
+    cannot be paired number by number, else the bounds: ``margin`` times the largest
+    difference of each kind, rounded up, and at least one unit of the last digit for
+    every percent and decimal the cell prints (a cell that printed them uncompared
+    before, or that moved here, rounds differently somewhere); ``None`` when the
+    cell prints nothing that needs a bound (compare exactly)."""
     results = list(row["modes"].values())
     words = sorted({r for r in results if isinstance(r, str)})
     if words:
         return ", ".join(words)
     largest = {k: max(r[k] for r in results) for k in (*KINDS, "rel")}
-    if not any(largest.values()):
-        return None
     bounds = {k: nice_ceiling(margin * v) for k, v in largest.items() if v}
     for number in split_numbers("\n".join(texts(cell, stored=True)))[1]:
         if number.kind != "integer" and "e" not in number.text.lower():
             bounds[number.kind] = max(bounds.get(number.kind, 0.0), unit(number.text))
-    return {k: float(f"{v:.6g}") for k, v in bounds.items()}
+    return {k: float(f"{v:.6g}") for k, v in bounds.items()} or None
+
+
+def moved(row: dict) -> bool:
+    """Whether any mode changed the cell's output."""
+    return any(isinstance(r, str) or any(r.values()) for r in row["modes"].values())
 
 
 def apply(table: dict, stored_dir: Path, margin: float = MARGIN) -> list[str]:
-    """Tag and bound each measured cell by its :func:`proposal`, except the cells whose
-    metadata says why they are not compared (``nbval_ignore_reason``: timings,
-    hardware, addresses). Returns a line per change."""
+    """Tag and bound by its :func:`proposal` each measured cell that was left
+    uncompared or bounded before, or that moved under another rounding, except the
+    cells whose metadata says why they are not compared (``nbval_ignore_reason``:
+    timings, hardware, addresses). Returns a line per change."""
     changes = []
     by_notebook: dict[str, dict] = {}
     for key, row in table.items():
@@ -197,7 +202,10 @@ def apply(table: dict, stored_dir: Path, margin: float = MARGIN) -> list[str]:
         for index, cell in enumerate(notebook.cells):
             if cell.get("id") not in rows or IGNORE_REASON in cell.metadata:
                 continue
-            tags = [t for t in cell.metadata.get("tags", []) if t not in (IGNORE, TAG)]
+            tags = cell.metadata.get("tags", [])
+            if not (IGNORE in tags or TAG in tags or moved(rows[cell.id])):
+                continue  # compared exactly, and nothing moved it
+            tags = [t for t in tags if t not in (IGNORE, TAG)]
             cell.metadata.pop("tolerance", None)
             result = proposal(rows[cell.id], cell, margin)
             if isinstance(result, str):
