@@ -87,7 +87,13 @@ def python_imports(folder: str) -> set[str]:
     (its own modules, such as ``conftest``, excluded)."""
     paths = sorted((ROOT / folder).rglob("*.py"))
     names = set().union(*(imports_of(path.read_text(encoding="utf-8")) for path in paths))
-    return third_party(names - {path.stem for path in paths}) - {PACKAGE}
+    own = {path.stem for path in paths} | {path.stem for path in NOTEBOOK_MODULES}
+    return third_party(names - own) - {PACKAGE}
+
+
+#: The notebooks folder's own modules (the nbval extension), which tests and scripts
+#: import from there.
+NOTEBOOK_MODULES = sorted((ROOT / "notebooks").glob("*.py"))
 
 
 def requirements(path: Path) -> tuple[dict[str, Requirement], list[str]]:
