@@ -17,6 +17,7 @@ from nbval_tolerance import (
     parse_tolerance,
     quick_run,
     reconcile,
+    reference_outputs,
 )
 
 # The kernels nbval starts inherit this: the longest experiments run a reduced
@@ -46,8 +47,7 @@ def compare_outputs(self, test, ref, skip_compare=None):
     the numbers of a cell tagged ``nbval-tolerance`` first matched against the stored
     ones within the cell's ``tolerance``."""
     if quick_run() and QUICK_OUTPUTS in self.cell.metadata:
-        quick = [nbformat.from_dict(o) for o in self.cell.metadata[QUICK_OUTPUTS]]
-        ref = coalesce_streams(quick)
+        ref = coalesce_streams([nbformat.from_dict(o) for o in reference_outputs(self.cell)])
     if SKIP in self.cell.metadata:  # timings beside what is compared
         test = mask_outputs(test, self.cell.metadata[SKIP])
         ref = mask_outputs(ref, self.cell.metadata[SKIP])

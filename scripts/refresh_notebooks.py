@@ -56,7 +56,9 @@ import nbformat
 from nbclient import NotebookClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "notebooks"))
 import stored_figures  # noqa: E402
+from nbval_tolerance import QUICK_OUTPUTS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -64,7 +66,6 @@ CALIBRATIONS = ROOT / "benchmarks" / "results" / "calibration.json"
 HIDDEN_TAG = "remove-cell"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 PROVENANCE_ID = "provenance"
-QUICK_OUTPUTS = "quick_outputs"  # as notebooks/nbval_tolerance.py names it
 
 #: The calibration, run in a fresh process so that it measures the machine, not this
 #: process's threads: the median GFLOP/s of a 1024 x 1024 float32 matrix product.
