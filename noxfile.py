@@ -6,8 +6,9 @@
     nox -s oldest             # the oldest PyTorch and torchvision the book admits
     nox -s rounding           # the test command as other processors round
 
-Each ``tests`` session is what a reader does on a fresh machine: a new virtual
-environment, ``pip install -r requirements.txt``, then ``python -m pytest``. Versions
+Each ``tests`` session is what a reader does on a fresh machine: a virtual
+environment of its own (made on the first run, reused by later ones), ``pip install
+-r requirements.txt``, then ``python -m pytest``. Versions
 that are not installed are skipped (``nox --error-on-missing-interpreters`` makes
 them fail).
 

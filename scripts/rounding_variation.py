@@ -13,7 +13,7 @@ paired, number by number, with the stored one (``notebooks/nbval_tolerance.py``)
 and the largest difference of each kind of number (percent, decimal, integer, and
 relative) over all modes is written per cell to ``<out>/variation.json`` and
 printed. A ``nbval-tolerance`` cell's bounds are set from these figures, with a
-margin (CONTRIBUTING.md, "Tolerances").
+margin (CONTRIBUTING.md, "Comparing outputs").
 """
 
 from __future__ import annotations
