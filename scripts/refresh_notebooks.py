@@ -68,13 +68,15 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 PROVENANCE_ID = "provenance"
 
 #: The calibration, run in a fresh process so that it measures the machine, not this
-#: process's threads: the median GFLOP/s of a 1024 x 1024 float32 matrix product.
+#: process's threads: the median GFLOP/s of a 1024 x 1024 float32 matrix product,
+#: after a short warm-up.
 CALIBRATE = """
 import json, torch
 from torch.utils import benchmark
 n = 1024
 a, b = torch.randn(n, n), torch.randn(n, n)
 timer = benchmark.Timer("a @ b", globals={"a": a, "b": b})
+timer.blocked_autorange(min_run_time=0.3)  # warm up: a fresh process starts cold
 median = timer.blocked_autorange(min_run_time=1.0).median
 print(json.dumps({"gflops": 2 * n**3 / median / 1e9, "threads": torch.get_num_threads(),
                   "torch": torch.__version__.split("+")[0]}))
