@@ -232,3 +232,21 @@ def test_quantization_round_trip():
     q, scales = export_weights.quantize(weight)
     assert q.dtype == np.int8 and np.abs(q).max() == 127
     assert np.abs(q * scales[:, None] - weight).max() <= scales.max() / 2 + 1e-7
+
+
+def test_the_page_carries_the_model_chapter_4_stored():
+    """The weights on the page are those of the model whose test accuracy chapter 4's
+    stored run reports (re-export with ``scripts/export_weights.py`` after a refresh)."""
+    import json
+    import re
+
+    chapter = json.loads((ROOT / "notebooks" / "04_faster.ipynb").read_text())
+    stored = [
+        float(found) / 100
+        for cell in chapter["cells"] if cell["cell_type"] == "code"
+        for output in cell.get("outputs", [])
+        for found in re.findall(r"test accuracy (\d+\.\d+)%", "".join(output.get("text", "")))
+    ]
+    _, data = export_weights.read_weights(WEIGHTS_JS)
+    assert stored, "chapter 4 stores no test accuracy"
+    assert data["float_accuracy"] == pytest.approx(stored[-1], abs=5e-5), (data, stored)
