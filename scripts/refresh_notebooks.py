@@ -10,7 +10,8 @@ one took is printed.
 
 Stored timings must come from a quiet machine, and the refresh proves it. Before and
 after each chapter it times a calibration workload (a 1024 x 1024 float32 matrix
-product, ``torch.utils.benchmark``'s median, in a fresh process) and compares it
+product, ``torch.utils.benchmark``'s median, in three fresh processes, whose median
+counts) and compares it
 with the machine's own best: the best of this run and of the earlier runs on the
 same processor, thread count and PyTorch release recorded in
 ``benchmarks/results/calibration.json``. A chapter whose calibration before or after
@@ -102,14 +103,19 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def calibrate(timeout: int = 120) -> dict:
-    """One calibration (:data:`CALIBRATE`) in a fresh Python process: its GFLOP/s,
-    thread count and PyTorch release."""
-    result = subprocess.run(
-        [sys.executable, "-c", CALIBRATE],
-        capture_output=True, text=True, timeout=timeout, check=True,
-    )  # fmt: skip
-    return json.loads(result.stdout.strip().splitlines()[-1])
+def calibrate(runs: int = 3, timeout: int = 120) -> dict:
+    """A calibration: :data:`CALIBRATE` in ``runs`` fresh Python processes, one after
+    the other, and the median of their GFLOP/s (one run alone varies by a tenth or
+    more on an idle machine), with the thread count and PyTorch release."""
+    results = []
+    for _ in range(runs):
+        result = subprocess.run(
+            [sys.executable, "-c", CALIBRATE],
+            capture_output=True, text=True, timeout=timeout, check=True,
+        )  # fmt: skip
+        results.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    results.sort(key=lambda result: result["gflops"])
+    return results[len(results) // 2]
 
 
 def machine_key(calibration: dict) -> str:
