@@ -109,7 +109,10 @@ def measure_in_fresh_process(setting: str, min_run_time: float) -> dict:
     command = [sys.executable, __file__, "--child", "--min-run-time", str(min_run_time)]
     if threads is not None:
         command += ["--threads", str(threads)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    try:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired as error:  # a hung run must not hold the table up
+        raise RuntimeError(f"the run of {setting!r} took over {error.timeout} s") from error
     if done.returncode != 0:  # say why, rather than only that it failed
         raise RuntimeError(f"the run of {setting!r} failed:\n{done.stderr.strip()}")
     return json.loads(done.stdout)
@@ -123,7 +126,11 @@ def stop_spinners(spinners: list[subprocess.Popen]) -> None:
     for process in spinners:
         process.terminate()
     for process in spinners:
-        process.wait()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
 
 
 def run(busy: int, repeats: int, min_run_time: float) -> dict:
