@@ -118,6 +118,17 @@ def measure_in_fresh_process(setting: str, min_run_time: float) -> dict:
     return json.loads(done.stdout)
 
 
+def processor() -> str:
+    """The processor's model name, where the system says it (Linux)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def start_spinners(count: int) -> list[subprocess.Popen]:
     return [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(count)]
 
@@ -138,6 +149,7 @@ def run(busy: int, repeats: int, min_run_time: float) -> dict:
     result = {
         "machine": {
             "cpu_cores": os.cpu_count(),
+            "processor": processor(),
             "python": platform.python_version(),
             "platform": platform.platform(),
         },
