@@ -331,18 +331,10 @@ def test_main_path_is_short(path):
 IGNORE_REASONS = ("timing", "hardware", "address", "varies in words", "chaotic")
 
 
-#: Chapters whose outputs have not yet been refreshed on the quiet machine and
-#: measured under other rounding (CONTRIBUTING.md, "Comparing outputs"): their
-#: uncompared cells are not yet sorted into tolerances and reasons.
-NOT_YET_MEASURED = {"11_how_far", "12_distributed"}
-
-
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
 def test_every_uncompared_output_says_why(path):
     """A cell is left out of nbval's comparison only for a stated reason; numbers
     that depend on float rounding are compared within a tolerance instead."""
-    if path.stem in NOT_YET_MEASURED:
-        pytest.skip(f"{path.name}: outputs not yet refreshed and measured")
     unexplained = []
     for index, cell in enumerate(read_notebook(path).cells):
         reason = cell.metadata.get("nbval_ignore_reason", "")
