@@ -27,6 +27,7 @@ was. Progress goes to stderr, the table to stdout, ``--json`` writes every figur
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import itertools
 import json
 import os
@@ -119,14 +120,13 @@ def measure_in_fresh_process(setting: str, min_run_time: float) -> dict:
 
 
 def processor() -> str:
-    """The processor's model name, where the system says it (Linux)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    """The processor's model name, read as the refresh reads it
+    (``cpu_model`` in scripts/refresh_notebooks.py)."""
+    path = Path(__file__).resolve().parent.parent / "scripts" / "refresh_notebooks.py"
+    spec = importlib.util.spec_from_file_location("refresh_notebooks", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.cpu_model()
 
 
 def start_spinners(count: int) -> list[subprocess.Popen]:
