@@ -519,3 +519,21 @@ def test_shift_images_does_not_wrap_mnist_ink_round(real_train):
     assert len(inked) == 723
     assert (inked.roll(1, dims=2)[:, 0, 0, :].amax(dim=1) > 0).all()
     assert (shift_images(inked, 1, 0, background=0.0)[:, 0, 0, :] == 0).all()
+
+
+@pytest.mark.parametrize(
+    "damage, complaint",
+    [
+        (lambda idx: b"\0\0\x0d" + idx[3:], "not an IDX file of unsigned bytes"),
+        (lambda idx: idx[:4] + (9).to_bytes(4, "big") + idx[8:], "expected 9 for"),
+    ],
+)
+def test_an_idx_file_that_contradicts_its_header_is_refused(tmp_path, damage, complaint):
+    path = tmp_path / "labels-idx1-ubyte"
+    idx = b"\0\0\x08\x01" + (3).to_bytes(4, "big") + bytes([7, 2, 1])
+    path.write_bytes(idx)
+    assert data_module._read_idx(path).tolist() == [7, 2, 1]
+    path.write_bytes(damage(idx))
+    with pytest.raises(MNISTDataError, match=complaint) as info:
+        data_module._read_idx(path)
+    assert str(path) in str(info.value) and "extracted afresh" in str(info.value)
