@@ -1,7 +1,8 @@
 """The speed recipe: the book's 784-512-512-10 network to 98.5% test accuracy in a
 few epochs (chapter 11, and the benchmark ``python -m mnist_helpers.bench``). Its
 number of epochs is the fewest, of those chapter 11 tries, whose validation accuracy
-reaches 98.5% in the run stored there; its other settings follow the chapter's reasoning and were not tuned.
+reaches 98.5% in the run stored there; its other settings follow the chapter's
+reasoning and were not tuned.
 """
 
 from __future__ import annotations
