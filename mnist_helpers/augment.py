@@ -11,8 +11,9 @@ the random numbers come from the ``generator`` given, so runs are reproducible.
   2003), to add to an affine sampling grid.
 * :func:`augment`: both together, resampled once.
 
-Pixels drawn from outside the image repeat its border (``padding_mode="border"``);
-MNIST borders are background, so that works for raw and for normalised images.
+Pixels drawn from outside the image repeat its border (``padding_mode="border"``):
+background for raw and for normalised images alike wherever the border is
+background, as it is for all but about 1.4% of the training digits (chapter 11).
 """
 
 from __future__ import annotations
