@@ -31,6 +31,8 @@ figures mean nothing. Timings depend on whatever else runs: use a quiet machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import itertools
 import json
 import os
@@ -241,9 +243,9 @@ def run_data_parallel(dry_run: bool) -> dict[str, dict]:
     """Data-parallel training (chapter 12) against one process at the same global
     batch: the final recipe's settings for 200 steps (3 on 1,024 images in the dry
     run) on the CPU, in two processes of one thread each started by ``torchrun``
-    and in one process with its default threads. Each row: processes, threads per
+    and in this process with its default threads. Each row: processes, threads per
     process, steps, seconds of training and samples per second."""
-    from .ddp import torchrun
+    from . import ddp
 
     steps = 3 if dry_run else 200
     rows = {}
@@ -254,12 +256,14 @@ def run_data_parallel(dry_run: bool) -> dict[str, dict]:
         for name, processes in (("two_processes", 2), ("one_process", 1)):
             log(f"data parallel: processes: {processes}, steps: {steps}")
             checkpoint = ["--checkpoint", str(Path(folder) / f"{name}.pt")]
-            if processes == 1:
-                done = subprocess.run([sys.executable, *args, *checkpoint],
-                                      capture_output=True, text=True, timeout=900)
+            if processes == 1:  # in this process, as chapter 12's run_alone
+                with contextlib.redirect_stdout(io.StringIO()) as printed:
+                    status = ddp.main([*args[2:], *checkpoint])
+                done = subprocess.CompletedProcess(args, status, printed.getvalue(),
+                                                   "(its messages are above)")
             else:
-                done = torchrun("--standalone", "--nproc-per-node=2", *args, *checkpoint,
-                                timeout=900)
+                done = ddp.torchrun("--standalone", "--nproc-per-node=2", *args, *checkpoint,
+                                    timeout=900)
             if done.returncode != 0:
                 raise RuntimeError(f"the data-parallel run failed:\n{done.stderr[-2000:]}")
             threads = int(re.search(r"threads per process: (\d+)", done.stdout)[1])
