@@ -9,6 +9,7 @@ checks, which the test command runs: each launch costs several process starts.""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -168,3 +169,26 @@ def test_a_torchrun_past_its_timeout_is_stopped_with_its_workers(tmp_path):
         time.sleep(0.1)
     else:
         pytest.fail("a worker of torchrun outlived the launch's timeout")
+
+
+def test_chapter_12_quotes_the_stored_restart_experiment():
+    """The box on the rendezvous store quotes benchmarks/restart_store.py's stored
+    run: its counts of failed, refused and hung restarts, without and with a store
+    of its own for every attempt."""
+    root = Path(__file__).resolve().parents[1]
+    stored = json.loads((root / "benchmarks/results/restart_store.json").read_text())
+    shared, own = stored["tries"]["shared"], stored["tries"]["own"]
+    words = {1: "once", 2: "twice", 3: "three times"}
+    refused = sum("Connection refused" in t["cause"] for t in shared)
+    hung = sum(t["outcome"] == "hung" for t in shared)
+    failed = sum(t["outcome"] != "resumed" for t in shared)
+    assert failed == refused + hung and all(t["outcome"] == "resumed" for t in own)
+    chapter = json.loads((root / "notebooks/12_distributed.ipynb").read_text())
+    box = " ".join(" ".join(cell["source"]) for cell in chapter["cells"]).split()
+    box = " ".join(box)
+    assert f"Tried {len(shared)} times each way" in box
+    assert f"failed in {failed} of {len(shared)} tries without the variable" in box
+    assert f"{words[refused]} gloo reported `Connection refused`" in box
+    assert f"{words[hung]} the group hung" in box
+    assert f"with PyTorch {stored['torch'].split('+')[0]}" in box
+    assert f"all {len(own)} restarts worked" in box
