@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -86,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(
             {"torch": torch.__version__, "python": platform.python_version(),
+             "machine": platform.machine(), "cpu_count": os.cpu_count(),
              "tries": tries}, indent=1) + "\n")
     return 0
 

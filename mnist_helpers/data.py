@@ -146,6 +146,9 @@ def _extract(file: MNISTFile, raw: Path) -> None:
     try:
         with os.fdopen(fd, "wb") as out, gzip.open(gz_path, "rb") as src:
             shutil.copyfileobj(src, out)
+        umask = os.umask(0)  # mkstemp makes the file private (0600): undo that
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, raw / file.raw_name)
     except (OSError, EOFError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
         Path(tmp).unlink(missing_ok=True)

@@ -10,8 +10,8 @@ one took is printed.
 
 Stored timings must come from a quiet machine, and the refresh proves it. Before and
 after each chapter it times a calibration workload (a 1024 x 1024 float32 matrix
-product, ``torch.utils.benchmark``'s median, in three fresh processes, whose median
-counts) and compares it
+product on all of PyTorch's threads, so that a busy core slows it,
+``torch.utils.benchmark``'s median, in three fresh processes, whose median counts) and compares it
 with the machine's own best: the best of this run and of the earlier runs on the
 same processor, thread count and PyTorch release recorded in
 ``benchmarks/results/calibration.json``. A chapter whose calibration before or after
@@ -70,13 +70,15 @@ PROVENANCE_ID = "provenance"
 
 #: The calibration, run in a fresh process so that it measures the machine, not this
 #: process's threads: the median GFLOP/s of a 1024 x 1024 float32 matrix product,
-#: after a short warm-up.
+#: after a short warm-up, on all the threads the chapters use (``Timer`` times one
+#: thread unless told: another program on the second core would go unnoticed).
 CALIBRATE = """
 import json, torch
 from torch.utils import benchmark
 n = 1024
 a, b = torch.randn(n, n), torch.randn(n, n)
-timer = benchmark.Timer("a @ b", globals={"a": a, "b": b})
+timer = benchmark.Timer("a @ b", globals={"a": a, "b": b},
+                        num_threads=torch.get_num_threads())
 timer.blocked_autorange(min_run_time=0.3)  # warm up: a fresh process starts cold
 median = timer.blocked_autorange(min_run_time=1.0).median
 print(json.dumps({"gflops": 2 * n**3 / median / 1e9, "threads": torch.get_num_threads(),
@@ -119,10 +121,11 @@ def calibrate(runs: int = 3, timeout: int = 120) -> dict:
 
 
 def machine_key(calibration: dict) -> str:
-    """What a best calibration belongs to: processor, cores, threads, PyTorch."""
+    """What a best calibration belongs to: processor, cores, threads, PyTorch and
+    the method (before 2026-12-07 the product was timed on one thread)."""
     return (
         f"{cpu_model()} | {os.cpu_count()} cores | {calibration['threads']} threads"
-        f" | torch {calibration['torch']}"
+        f" | torch {calibration['torch']} | timed on all threads"
     )
 
 

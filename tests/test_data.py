@@ -8,6 +8,7 @@ location and are skipped where the files are absent.
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -537,3 +538,15 @@ def test_an_idx_file_that_contradicts_its_header_is_refused(tmp_path, damage, co
     with pytest.raises(MNISTDataError, match=complaint) as info:
         data_module._read_idx(path)
     assert str(path) in str(info.value) and "extracted afresh" in str(info.value)
+
+
+def test_extracted_files_are_readable_by_others_as_the_umask_allows(tiny_mnist, monkeypatch):
+    """A data folder shared between users (MNIST_DATA_DIR) works for everyone:
+    the extracted files get the usual permissions, not the temporary file's 0600."""
+    _forbid_download(monkeypatch)
+    ensure_mnist(tiny_mnist.root)
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in tiny_mnist.raw.iterdir():
+        if not path.name.endswith(".gz"):
+            assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path
