@@ -440,15 +440,19 @@ def _check_port(torchrun_args: list[str]) -> None:
 def start_torchrun(*args, env: dict | None = None, check_port: bool = True):
     """Start ``torchrun *args`` (as ``python -m torch.distributed.run``) in a
     process group of its own, its output captured, and return the
-    ``subprocess.Popen``. ``env`` adds environment variables. A rendezvous
-    endpoint whose port is taken raises :class:`SetupError` first."""
+    ``subprocess.Popen``. ``env`` adds environment variables. This process's
+    ``OMP_NUM_THREADS`` is not passed on (``env`` may set it), so that
+    ``torchrun``'s own default applies: one thread per process when it starts
+    several. A rendezvous endpoint whose port is taken raises
+    :class:`SetupError` first."""
     args = [str(arg) for arg in args]
     if check_port:
         _check_port(args)
+    inherited = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     return subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, **(env or {})}, start_new_session=True,
+        env={**inherited, **(env or {})}, start_new_session=True,
     )
 
 
