@@ -1,6 +1,7 @@
 """Small-batch training when other programs keep the cores busy (chapter 7).
 
     python benchmarks/busy_cores.py [--busy N] [--repeats R] [--min-run-time S] [--json PATH]
+        [--max-slowdown F]
 
 Trains the book's MLP (784-512-512-10, SGD, lr 0.01) on MNIST held in memory as
 normalised tensors, in batches of 32, and prints the samples per second it sustains
@@ -21,7 +22,11 @@ benchmarking tool, which warms up, picks a block size and reports the median blo
 and is repeated ``R`` times, in fresh processes, interleaved with the other settings;
 the table gives the median of the repeats. "Idle" means only that this script starts
 nothing: the load average printed with the table says how busy the machine already
-was. Progress goes to stderr, the table to stdout, ``--json`` writes every figure.
+was. The refresh's calibration (``scripts/refresh_notebooks.py``) runs before and
+after the whole measurement: when either fell more than ``--max-slowdown`` below the
+machine's best, other work was slowing it, and the script says so, writes no JSON and
+exits with 1. Progress goes to stderr, the table to stdout, ``--json`` writes every
+figure.
 """
 
 from __future__ import annotations
@@ -119,14 +124,43 @@ def measure_in_fresh_process(setting: str, min_run_time: float) -> dict:
     return json.loads(done.stdout)
 
 
-def processor() -> str:
-    """The processor's model name, read as the refresh reads it
-    (``cpu_model`` in scripts/refresh_notebooks.py)."""
+def refresh_module():
+    """scripts/refresh_notebooks.py, whose processor name and calibration this
+    script shares with the chapters' refresh."""
     path = Path(__file__).resolve().parent.parent / "scripts" / "refresh_notebooks.py"
     spec = importlib.util.spec_from_file_location("refresh_notebooks", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.cpu_model()
+    return module
+
+
+def processor() -> str:
+    """The processor's model name, read as the refresh reads it."""
+    return refresh_module().cpu_model()
+
+
+def calibrated(measure_all, max_slowdown: float) -> tuple[dict, bool]:
+    """``measure_all()``'s result with the refresh's calibration before and after it
+    and the machine's best, and whether both were within ``max_slowdown`` of it."""
+    refresh = refresh_module()
+    before = refresh.calibrate()
+    result = measure_all()
+    after = refresh.calibrate()
+    key = refresh.machine_key(before)
+    for gflops in (before["gflops"], after["gflops"]):
+        refresh.record_best(key, gflops)
+    best = refresh.recorded_best(key)
+    result["calibration"] = {
+        "before_gflops": round(before["gflops"], 1),
+        "after_gflops": round(after["gflops"], 1),
+        "best_gflops": best,
+        "max_slowdown": max_slowdown,
+    }
+    quiet = all(
+        refresh.quiet(gflops, best, max_slowdown)
+        for gflops in (before["gflops"], after["gflops"])
+    )
+    return result, quiet
 
 
 def start_spinners(count: int) -> list[subprocess.Popen]:
@@ -217,6 +251,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="runs per setting (3)")
     parser.add_argument("--min-run-time", type=float, default=2.0, help="seconds timed per run (2)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write JSON here")
+    parser.add_argument(
+        "--max-slowdown",
+        type=float,
+        default=0.15,
+        help="refuse figures when a calibration fell more than this fraction below "
+        "the machine's best, as the refresh does (0.15)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -225,8 +266,22 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.busy < 1 or args.repeats < 1 or args.min_run_time <= 0:
         parser.error("--busy and --repeats must be at least 1, --min-run-time positive")
-    result = run(args.busy, args.repeats, args.min_run_time)
+    result, quiet = calibrated(
+        lambda: run(args.busy, args.repeats, args.min_run_time), args.max_slowdown
+    )
     print(format_table(result))
+    calibration = result["calibration"]
+    print(
+        f"(calibration {calibration['before_gflops']:.0f} GFLOP/s before, "
+        f"{calibration['after_gflops']:.0f} after, best {calibration['best_gflops']:.0f})"
+    )
+    if not quiet:
+        log(
+            f"the machine was busy: a calibration fell more than {args.max_slowdown:.0%} "
+            "below its best, so these figures are not the machine's; stop what else "
+            "runs and measure again" + (f" ({args.json} not written)" if args.json else "")
+        )
+        return 1
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")
