@@ -86,8 +86,9 @@ def elastic_grid_offsets(
 ) -> torch.Tensor:
     """Random elastic displacements ``(N, H, W, 2)`` in grid units: uniform
     noise in ``[-1, 1]`` per pixel and direction, blurred by a Gaussian of
-    ``sigma`` pixels and scaled to ``alpha`` pixels (Simard et al., 2003).
-    Add them to a sampling grid."""
+    ``sigma`` pixels and multiplied by ``alpha`` (Simard et al., 2003); the blur
+    averages the noise, so they are far smaller than ``alpha`` pixels. Add them
+    to a sampling grid."""
     _check_batch(X)
     n, _, height, width = X.shape
     noise = torch.rand(n, 2, height, width, generator=generator) * 2 - 1
