@@ -157,8 +157,7 @@ def calibrated(measure_all, max_slowdown: float) -> tuple[dict, bool]:
         "max_slowdown": max_slowdown,
     }
     quiet = all(
-        refresh.quiet(gflops, best, max_slowdown)
-        for gflops in (before["gflops"], after["gflops"])
+        refresh.quiet(gflops, best, max_slowdown) for gflops in (before["gflops"], after["gflops"])
     )
     return result, quiet
 

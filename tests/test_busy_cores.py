@@ -43,15 +43,16 @@ def test_a_quiet_run_is_written_with_its_calibration(busy_cores, tmp_path, capsy
     assert busy_cores.main(["--json", str(out)]) == 0
     written = json.loads(out.read_text())
     assert written["calibration"] == {
-        "before_gflops": 95.0, "after_gflops": 90.0, "best_gflops": 100.0,
+        "before_gflops": 95.0,
+        "after_gflops": 90.0,
+        "best_gflops": 100.0,
         "max_slowdown": 0.15,
     }
     assert "calibration 95 GFLOP/s before, 90 after, best 100" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("before, after", [(80.0, 95.0), (95.0, 80.0)])
-def test_a_busy_run_is_refused_and_nothing_is_written(busy_cores, tmp_path, capsys,
-                                                      before, after):
+def test_a_busy_run_is_refused_and_nothing_is_written(busy_cores, tmp_path, capsys, before, after):
     busy_cores.calibrations[:] = [before, after]
     out = tmp_path / "run.json"
     assert busy_cores.main(["--json", str(out)]) == 1

@@ -71,10 +71,15 @@ def installed(tmp_path_factory) -> Path:
 
 
 def _texts(cell) -> list[str]:
-    """What nbval compares of a code cell's outputs, as text."""
-    texts = []
+    """What nbval compares of a code cell's outputs, as text. Each stream is one
+    text, where it first appears, as nbval's ``coalesce_streams`` joins it: how a
+    kernel splits a cell's printing into messages depends on timing."""
+    texts, streams = [], {}
     for output in cell.get("outputs", []):
-        if output.output_type == "stream":
+        if output.output_type == "stream" and output.name in streams:
+            texts[streams[output.name]] += output.text
+        elif output.output_type == "stream":
+            streams[output.name] = len(texts)
             texts.append(f"{output.name}: {output.text}")
         elif output.output_type == "error":
             texts.append(f"error: {output.ename}: {output.evalue}")
@@ -158,3 +163,27 @@ def test_testing_chapter_alone_in_an_empty_folder(
     printed = [match.group() for cell in notebook.cells for text in _texts(cell)
                if (match := ACCURACY.search(text))]  # fmt: skip
     assert printed == [_accuracy_line(folder / "checkpoints" / "mlp.best.pt")]
+
+
+def test_a_stream_split_into_several_messages_is_one_text():
+    """nbval joins each stream of a cell (``coalesce_streams``); so does ``_texts``,
+    or a kernel that split its printing differently would fail the comparison."""
+    stream = nbformat.v4.new_output
+    split = {
+        "outputs": [
+            stream("stream", name="stdout", text="top-1 98.82%\n"),
+            stream("stream", name="stderr", text="a warning\n"),
+            stream("stream", name="stdout", text="top-2 99.80%\n"),
+        ]
+    }
+    whole = {
+        "outputs": [
+            stream("stream", name="stdout", text="top-1 98.82%\ntop-2 99.80%\n"),
+            stream("stream", name="stderr", text="a warning\n"),
+        ]
+    }
+    assert (
+        _texts(split)
+        == _texts(whole)
+        == ["stdout: top-1 98.82%\ntop-2 99.80%\n", "stderr: a warning\n"]
+    )
